@@ -1,0 +1,94 @@
+package config
+
+import "time"
+
+// Capture is face detection, quality and frame selection.
+type Capture struct {
+	Cascade     string `yaml:"cascade"`
+	EyesCascade string `yaml:"eyes_cascade"` // empty: no eye check
+	DetectWidth int    `yaml:"detect_width"` // 0: derived from min_face_px
+	MinFacePx   int    `yaml:"min_face_px"`
+	// MaxFaceFraction rejects faces taller than this share of the frame ("step back").
+	MaxFaceFraction float64 `yaml:"max_face_fraction"`
+	MaxCenterOffset float64 `yaml:"max_center_offset"` // share of frame size
+	MinSharpness    float64 `yaml:"min_sharpness"`
+	MinBrightness   float64 `yaml:"min_brightness"`
+	MaxBrightness   float64 `yaml:"max_brightness"`
+	MinContrast     float64 `yaml:"min_contrast"`
+	LargestFace     bool    `yaml:"largest_face"` // several faces: take the largest instead of rejecting
+
+	PresenceFrames int           `yaml:"presence_frames"`
+	Window         time.Duration `yaml:"window"`
+	Cooldown       time.Duration `yaml:"cooldown"`
+	MaxAttempts    int           `yaml:"max_attempts"`
+	AttemptWindow  time.Duration `yaml:"attempt_window"`
+	Lockout        time.Duration `yaml:"lockout"`
+
+	JPEGQuality int     `yaml:"jpeg_quality"`
+	MaxSide     int     `yaml:"max_side"`
+	Crop        bool    `yaml:"crop"`
+	CropMargin  float64 `yaml:"crop_margin"`
+}
+
+func (c *Capture) defaults() {
+	c.Cascade = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
+	c.MinFacePx = 120
+	c.MaxFaceFraction = 0.9
+	c.MaxCenterOffset = 0.3
+	c.MinSharpness = 20
+	c.MinBrightness = 50
+	c.MaxBrightness = 210
+	c.MinContrast = 20
+	c.PresenceFrames = 3
+	c.Window = 400 * time.Millisecond
+	c.Cooldown = 3 * time.Second
+	c.MaxAttempts = 5
+	c.AttemptWindow = 3 * time.Minute
+	c.Lockout = time.Minute
+	c.JPEGQuality = 85
+	c.MaxSide = 1280
+	c.CropMargin = 1.0
+}
+
+func (c *Capture) validate(p *Problems) {
+	if c.Cascade == "" {
+		p.add("capture.cascade: required")
+	}
+	if c.MinFacePx < 24 || c.MinFacePx > 4000 {
+		p.add("capture.min_face_px: %d is outside 24..4000", c.MinFacePx)
+	}
+	if c.DetectWidth != 0 && (c.DetectWidth < 80 || c.DetectWidth > 4000) {
+		p.add("capture.detect_width: %d is outside 80..4000 (or 0 for automatic)", c.DetectWidth)
+	}
+	if c.MaxFaceFraction <= 0 || c.MaxFaceFraction > 1 {
+		p.add("capture.max_face_fraction: %g is outside (0, 1]", c.MaxFaceFraction)
+	}
+	if c.MaxCenterOffset <= 0 || c.MaxCenterOffset > 1 {
+		p.add("capture.max_center_offset: %g is outside (0, 1]", c.MaxCenterOffset)
+	}
+	if c.MinBrightness < 0 || c.MaxBrightness > 255 || c.MinBrightness >= c.MaxBrightness {
+		p.add("capture.min_brightness/max_brightness: want 0 <= min < max <= 255, got %g and %g", c.MinBrightness, c.MaxBrightness)
+	}
+	if c.MinSharpness < 0 || c.MinContrast < 0 {
+		p.add("capture.min_sharpness and capture.min_contrast: must not be negative")
+	}
+	if c.PresenceFrames < 1 || c.PresenceFrames > 100 {
+		p.add("capture.presence_frames: %d is outside 1..100", c.PresenceFrames)
+	}
+	nonNegative(p, "capture.window", c.Window)
+	nonNegative(p, "capture.cooldown", c.Cooldown)
+	if c.MaxAttempts < 0 {
+		p.add("capture.max_attempts: must not be negative (0 means no cap)")
+	}
+	nonNegative(p, "capture.attempt_window", c.AttemptWindow)
+	nonNegative(p, "capture.lockout", c.Lockout)
+	if c.JPEGQuality < 1 || c.JPEGQuality > 100 {
+		p.add("capture.jpeg_quality: %d is outside 1..100", c.JPEGQuality)
+	}
+	if c.MaxSide < 0 || c.MaxSide > 10000 {
+		p.add("capture.max_side: %d is outside 0..10000", c.MaxSide)
+	}
+	if c.CropMargin < 0 || c.CropMargin > 10 {
+		p.add("capture.crop_margin: %g is outside 0..10", c.CropMargin)
+	}
+}

@@ -1,0 +1,199 @@
+// Package config loads kioskd's YAML configuration: one typed Config, strict
+// decoding, defaults, a Validate that lists every problem at once, and
+// secrets read from files, systemd credentials or the environment.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole kioskd configuration file.
+type Config struct {
+	Device   Device   `yaml:"device"`
+	Incode   Incode   `yaml:"incode"`
+	Camera   Camera   `yaml:"camera"`
+	Capture  Capture  `yaml:"capture"`
+	Queue    Queue    `yaml:"queue"`
+	Actuator Actuator `yaml:"actuator"`
+	Display  Display  `yaml:"display"`
+	Metrics  Metrics  `yaml:"metrics"`
+	Log      Log      `yaml:"log"`
+
+	// Path is the file the configuration was read from, if any.
+	Path string `yaml:"-"`
+	// Warnings are problems that do not stop kioskd from running.
+	Warnings []string `yaml:"-"`
+}
+
+// Problems is every problem found in a configuration, one line each.
+type Problems []string
+
+func (p Problems) Error() string { return strings.Join(p, "\n") }
+
+func (p *Problems) add(format string, args ...any) {
+	*p = append(*p, fmt.Sprintf(format, args...))
+}
+
+// Env abstracts the process environment so that tests control it.
+type Env func(key string) string
+
+// Load reads, decodes, defaults and validates the file at path. Secrets are
+// resolved through env (os.Getenv when nil). The returned error is a
+// Problems when the file was readable but wrong.
+func Load(path string, env Env) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data, env)
+	if cfg != nil {
+		cfg.Path = path
+	}
+	return cfg, err
+}
+
+// Parse decodes YAML strictly, applies defaults, resolves secrets and
+// validates. Every problem is reported, not only the first.
+func Parse(data []byte, env Env) (*Config, error) {
+	if env == nil {
+		env = os.Getenv
+	}
+	cfg := Default()
+	var problems Problems
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				problems.add("%s", e)
+			}
+		} else {
+			return nil, Problems{fmt.Sprintf("yaml: %v", err)}
+		}
+	}
+	cfg.resolveSecrets(env, &problems)
+	problems = append(problems, cfg.Validate()...)
+	if len(problems) > 0 {
+		return cfg, problems
+	}
+	return cfg, nil
+}
+
+// Validate checks every section and returns all problems found.
+func (c *Config) Validate() Problems {
+	var p Problems
+	c.Device.validate(&p)
+	c.Incode.validate(&p)
+	c.Camera.validate(&p)
+	c.Capture.validate(&p)
+	c.Queue.validate(&p)
+	c.Actuator.validate(&p)
+	c.Display.validate(&p)
+	c.Metrics.validate(&p)
+	c.Log.validate(&p)
+	return p
+}
+
+// Default returns a configuration with every default applied.
+func Default() *Config {
+	c := &Config{}
+	c.Device.defaults()
+	c.Incode.defaults()
+	c.Camera.defaults()
+	c.Capture.defaults()
+	c.Queue.defaults()
+	c.Actuator.defaults()
+	c.Display.defaults()
+	c.Metrics.defaults()
+	c.Log.defaults()
+	return c
+}
+
+// readSecret finds a secret: the explicit file first, then the systemd
+// credential of that name, then the environment variable. It never puts the
+// secret's value into a problem or a warning.
+func (c *Config) readSecret(field, file, credential, envVar string, env Env, required bool, p *Problems) string {
+	if file != "" {
+		v, err := readSecretFile(file)
+		if err != nil {
+			p.add("%s: %v", field, err)
+			return ""
+		}
+		if w := worldReadable(file); w != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s", field, w))
+		}
+		return v
+	}
+	if dir := env("CREDENTIALS_DIRECTORY"); dir != "" {
+		path := filepath.Join(dir, credential)
+		if _, err := os.Stat(path); err == nil {
+			v, err := readSecretFile(path)
+			if err != nil {
+				p.add("%s: credential %s: %v", field, credential, err)
+				return ""
+			}
+			return v
+		}
+	}
+	if v := strings.TrimSpace(env(envVar)); v != "" {
+		return v
+	}
+	if required {
+		p.add("%s: not set (give %s, a systemd credential %q, or $%s)", field, field, credential, envVar)
+	}
+	return ""
+}
+
+// maxSecretSize bounds what is read from a secret file: a key is small, and a
+// wrong path (a device, a log) must not be slurped into memory.
+const maxSecretSize = 64 << 10
+
+func readSecretFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("secret file: %w", err)
+	}
+	if fi.IsDir() {
+		return "", fmt.Errorf("secret file %s is a directory", path)
+	}
+	if fi.Size() > maxSecretSize {
+		return "", fmt.Errorf("secret file %s is larger than %d bytes", path, maxSecretSize)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("secret file: %w", err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
+	}
+	return v, nil
+}
+
+func worldReadable(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return fmt.Sprintf("secret file %s is readable by everyone (mode %04o); chmod 0600 it", path, fi.Mode().Perm())
+	}
+	return ""
+}
+
+func (c *Config) resolveSecrets(env Env, p *Problems) {
+	c.Incode.APIKey = c.readSecret("incode.api_key_file", c.Incode.APIKeyFile, "api-key", "KIOSKD_API_KEY", env, true, p)
+	c.Incode.HardwareID = c.readSecret("incode.hardware_id_file", c.Incode.HardwareIDFile, "hardware-id", "KIOSKD_HARDWARE_ID", env, true, p)
+	if c.Queue.Encrypt {
+		c.Queue.Key = c.readSecret("queue.key_file", c.Queue.KeyFile, "queue-key", "KIOSKD_QUEUE_KEY", env, true, p)
+	}
+}
