@@ -1,0 +1,49 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/kioskd/kioskd/config"
+)
+
+// loadConfig parses --config from args and loads it. It prints problems and
+// returns a non-zero exit code when the configuration is unusable.
+func loadConfig(name string, args []string, stderr io.Writer, extra func(fs *flag.FlagSet)) (*config.Config, *flag.FlagSet, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/kioskd/kioskd.yaml", "configuration file")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fs, 2
+	}
+	cfg, err := config.Load(*path, nil)
+	if err != nil {
+		var problems config.Problems
+		if errors.As(err, &problems) {
+			for _, p := range problems {
+				fmt.Fprintf(stderr, "%s: %s\n", *path, p)
+			}
+		} else {
+			fmt.Fprintf(stderr, "kioskd: %v\n", err)
+		}
+		return nil, fs, 2
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+	}
+	return cfg, fs, 0
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	cfg, _, code := loadConfig("check-config", args, stderr, nil)
+	if code != 0 {
+		return code
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", cfg.Path)
+	return 0
+}
