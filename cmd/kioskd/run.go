@@ -2,21 +2,251 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gocv.io/x/gocv"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kioskd/kioskd/actuator"
+	"github.com/kioskd/kioskd/agent"
+	"github.com/kioskd/kioskd/camera"
+	"github.com/kioskd/kioskd/capture"
+	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/queue"
+	"github.com/kioskd/kioskd/uploader"
 )
 
+// stopBound is how long a graceful stop may take before kioskd exits anyway.
+const stopBound = 10 * time.Second
+
 func buildInfo() string {
-	return fmt.Sprintf("kioskd %s (%s, %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("kioskd %s (%s, %s/%s, OpenCV %s, gocv %s)",
+		version, runtime.Version(), runtime.GOOS, runtime.GOARCH, gocv.OpenCVVersion(), gocv.Version())
+}
+
+func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lvl := new(slog.LevelVar)
+	lvl.Set(parseLevel(cfg.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), lvl
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), lvl
+}
+
+func parseLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "kioskd_build_info",
+			Help:        "Build information; always 1.",
+			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "opencv": gocv.OpenCVVersion()},
+		}, func() float64 { return 1 }),
+	)
+	return reg
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfgPath string
 	cfg, _, code := loadConfig("run", args, stderr, nil)
 	if code != 0 {
 		return code
 	}
-	_ = cfg
-	fmt.Fprintln(stderr, "kioskd run: not implemented yet")
-	return 1
+	cfgPath = cfg.Path
+	log, _ := newLogger(cfg.Log, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn("config", "warning", w)
+	}
+
+	// A second signal exits at once; a stop that takes too long is cut off.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	notifier := agent.NewNotifier(log)
+	reg := newRegistry()
+	log.Info("starting",
+		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfgPath,
+		"source_id", cfg.Device.SourceID, "mode", cfg.Device.Mode,
+		"camera", cfg.Camera.Source, "incode", cfg.Incode.BaseURL,
+		"metrics", cfg.Metrics.Listen, "display", cfg.Display.Listen)
+
+	door, err := actuator.New(cfg.Actuator, log, reg)
+	if err != nil {
+		log.Error("actuator", "err", err)
+		return 1
+	}
+	defer func() {
+		if err := door.Close(); err != nil {
+			log.Error("relock on exit", "err", err)
+		}
+	}()
+
+	api, err := uploader.New(cfg.Incode, "kioskd/"+version, log, reg)
+	if err != nil {
+		log.Error("incode client", "err", err)
+		return 1
+	}
+
+	var disp *display.Server
+	if cfg.Display.Listen != "" {
+		if disp, err = display.New(cfg.Display, log, reg); err != nil {
+			log.Error("display", "err", err)
+			return 1
+		}
+	}
+
+	cam, err := camera.Open(cfg.Camera, log, reg)
+	if err != nil {
+		log.Error("camera", "err", err)
+		return 1
+	}
+	defer cam.Close()
+
+	var attempts capture.AttemptStore
+	if cfg.Device.StateDir != "" {
+		if err := os.MkdirAll(cfg.Device.StateDir, 0o700); err != nil {
+			log.Warn("state directory unavailable: the attempt cap will not survive a restart", "dir", cfg.Device.StateDir, "err", err)
+		} else {
+			attempts = capture.NewFileAttemptStore(filepath.Join(cfg.Device.StateDir, "attempts.json"))
+		}
+	}
+	selOpts := []capture.Option{}
+	if attempts != nil {
+		selOpts = append(selOpts, capture.WithAttemptStore(attempts))
+	}
+	sel, err := capture.New(cfg.Capture, log, reg, selOpts...)
+	if err != nil {
+		log.Error("capture", "err", err)
+		return 1
+	}
+	defer sel.Close()
+
+	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg}
+	if disp != nil {
+		deps.Display = disp
+	}
+	// A queue that cannot be opened must not stop live decisions.
+	q, qerr := queue.Open(cfg.Queue, log, reg)
+	var queueOK func() error
+	if qerr != nil {
+		log.Error("queue unavailable: live decisions continue, offline captures cannot be kept", "err", qerr)
+		queueOK = func() error { return qerr }
+	} else {
+		defer func() {
+			if err := q.Close(); err != nil {
+				log.Error("queue close", "err", err)
+			}
+		}()
+		deps.Queue = q
+		queueOK = func() error { _, err := q.Stats(); return err }
+	}
+	ag, err := agent.New(cfg, deps)
+	if err != nil {
+		log.Error("agent", "err", err)
+		return 1
+	}
+	if q != nil {
+		drainer := queue.NewDrainer(q, ag.Deliver, log, reg)
+		ag.SetDrainer(drainer)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+		case <-runCtx.Done():
+			return
+		}
+		log.Info("stopping")
+		notifier.Stopping()
+		cancel()
+		select {
+		case <-sigs:
+			log.Warn("second signal: exiting now")
+		case <-time.After(stopBound):
+			log.Error("graceful stop took too long: exiting")
+		}
+		_ = door.Close()
+		os.Exit(1)
+	}()
+
+	g, gctx := errgroup.WithContext(runCtx)
+	if cfg.Metrics.Listen != "" {
+		h := agent.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
+		g.Go(func() error { return agent.Serve(gctx, log, "metrics", cfg.Metrics.Listen, h) })
+	}
+	if disp != nil {
+		g.Go(func() error { return disp.Run(gctx) })
+	}
+	g.Go(func() error {
+		return notifier.Watchdog(gctx, func(maxAge time.Duration) bool {
+			return time.Since(ag.Progress()) < maxAge
+		})
+	})
+	g.Go(func() error {
+		waitFirstFrame(gctx, ag, 10*time.Second)
+		notifier.Ready(fmt.Sprintf("watching %s as %s", cfg.Camera.Source, cfg.Device.SourceID))
+		return nil
+	})
+	g.Go(func() error {
+		err := ag.Run(gctx)
+		// The agent ending (a file source at its end) stops everything else.
+		cancel()
+		return err
+	})
+	err = g.Wait()
+	notifier.Stopping()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("kioskd stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// waitFirstFrame returns once the camera delivered a frame or the bound
+// passed: a door with a broken camera still reports ready, with its state.
+func waitFirstFrame(ctx context.Context, ag *agent.Agent, bound time.Duration) {
+	deadline := time.NewTimer(bound)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !ag.FirstFrame() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -1,0 +1,533 @@
+// Package agent runs kioskd: the frame loop that owns the camera and the
+// selector, the decision worker that authenticates a chosen frame and drives
+// the door and the display, and the drainer that delivers queued captures.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gocv.io/x/gocv"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kioskd/kioskd/actuator"
+	"github.com/kioskd/kioskd/camera"
+	"github.com/kioskd/kioskd/capture"
+	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/queue"
+	"github.com/kioskd/kioskd/uploader"
+)
+
+// Camera delivers live frames; it is used only by the frame loop.
+type Camera interface {
+	Read(ctx context.Context, dst *gocv.Mat) (time.Time, error)
+	State() camera.State
+}
+
+// Selector turns frames into guidance and chosen shots; frame loop only.
+type Selector interface {
+	Process(frame gocv.Mat, ts time.Time) (capture.Event, error)
+	SetBusy(busy bool)
+}
+
+// Authenticator is the part of the Incode client the agent uses.
+type Authenticator interface {
+	Authenticate(ctx context.Context, req uploader.AuthenticateRequest, opts ...uploader.CallOption) (*uploader.AuthenticateResponse, error)
+	UserInfo(ctx context.Context, userToken string) (*uploader.UserInfo, error)
+}
+
+// Queue keeps captures whose live attempt could not reach the service.
+type Queue interface {
+	Enqueue(ctx context.Context, it queue.Item) (queue.Item, error)
+}
+
+// Drainer delivers the queue in the background.
+type Drainer interface {
+	Run(ctx context.Context) error
+	Wake()
+}
+
+// Door drives the strike and the indicators.
+type Door interface {
+	Pass(ctx context.Context, ev actuator.Event) error
+	Fail(ctx context.Context, ev actuator.Event) error
+	Busy(on bool)
+}
+
+// Display shows the person at the door what is happening.
+type Display interface {
+	Publish(u display.Update)
+	PublishPreview(jpeg []byte)
+}
+
+// Deps are the parts the agent drives. Queue and Drainer may be nil when the
+// queue could not be opened: live decisions still work. Display may be nil.
+type Deps struct {
+	Camera   Camera
+	Selector Selector
+	API      Authenticator
+	Queue    Queue
+	Drainer  Drainer
+	Door     Door
+	Display  Display
+	Log      *slog.Logger
+	Reg      prometheus.Registerer
+	Now      func() time.Time
+}
+
+// Agent is one running kioskd.
+type Agent struct {
+	cfg *config.Config
+	d   Deps
+	log *slog.Logger
+	now func() time.Time
+	m   *metrics
+
+	shots   chan *capture.Shot
+	decided chan struct{}
+
+	progress   atomic.Int64 // unix nanos of the frame loop's last iteration
+	firstFrame atomic.Bool
+	cameraUp   atomic.Bool
+	authError  atomic.Bool
+	holdUntil  atomic.Int64 // unix nanos until which a result stays on screen
+
+	mu       sync.Mutex
+	shown    display.Update
+	authLogd bool
+}
+
+// resultHold is how long a PASS/FAIL/OFFLINE message stays on screen before
+// the frame loop's guidance takes over again.
+const resultHold = 3 * time.Second
+
+// New checks the dependencies and registers the agent's metrics.
+func New(cfg *config.Config, d Deps) (*Agent, error) {
+	if d.Camera == nil || d.Selector == nil || d.API == nil || d.Door == nil {
+		return nil, errors.New("agent: camera, selector, api and door are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Reg == nil {
+		d.Reg = prometheus.NewRegistry()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	a := &Agent{
+		cfg:     cfg,
+		d:       d,
+		log:     d.Log,
+		now:     d.Now,
+		m:       newMetrics(d.Reg),
+		shots:   make(chan *capture.Shot, 1),
+		decided: make(chan struct{}, 1),
+	}
+	a.progress.Store(a.now().UnixNano())
+	return a, nil
+}
+
+// Run runs until ctx is cancelled or a non-looping file source ends; in the
+// latter case the in-flight decision is finished first and Run returns nil.
+func (a *Agent) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	bgCtx, bgCancel := context.WithCancel(gctx)
+	g.Go(func() error {
+		defer bgCancel()
+		p, pctx := errgroup.WithContext(gctx)
+		p.Go(func() error { return a.frameLoop(pctx) })
+		p.Go(func() error { return a.decisionWorker(pctx) })
+		return p.Wait()
+	})
+	if a.d.Drainer != nil {
+		g.Go(func() error {
+			err := a.d.Drainer.Run(bgCtx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("drainer: %w", err)
+			}
+			return nil
+		})
+	}
+	a.publish(display.Update{State: display.State("ready")}, true)
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// SetDrainer attaches the queue's drainer; its delivery function is usually
+// the agent's own Deliver, hence the two steps.
+func (a *Agent) SetDrainer(d Drainer) { a.d.Drainer = d }
+
+// Progress is when the frame loop last went round; the watchdog uses it.
+func (a *Agent) Progress() time.Time { return time.Unix(0, a.progress.Load()) }
+
+// FirstFrame reports whether the camera has delivered a frame yet.
+func (a *Agent) FirstFrame() bool { return a.firstFrame.Load() }
+
+// CameraUp reports whether the last read delivered a frame.
+func (a *Agent) CameraUp() bool { return a.cameraUp.Load() }
+
+// AuthError reports whether the last API answer was 401 or 403.
+func (a *Agent) AuthError() bool { return a.authError.Load() }
+
+func (a *Agent) frameLoop(ctx context.Context) error {
+	defer close(a.shots)
+	frame := gocv.NewMat()
+	defer frame.Close()
+	busy := false
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-a.decided:
+			busy = false
+			a.d.Selector.SetBusy(false)
+		default:
+		}
+		ts, err := a.d.Camera.Read(ctx, &frame)
+		a.progress.Store(a.now().UnixNano())
+		a.expireHold(busy)
+		switch {
+		case errors.Is(err, camera.ErrEnded):
+			a.log.Info("camera input ended")
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			if a.cameraUp.Swap(false) || !a.firstFrame.Load() {
+				a.log.Warn("camera unavailable", "err", err)
+			}
+			a.publish(display.Update{State: "camera_down"}, false)
+			continue
+		}
+		if !a.cameraUp.Swap(true) && a.firstFrame.Load() {
+			a.log.Info("camera back")
+		}
+		a.firstFrame.Store(true)
+		ev, err := a.d.Selector.Process(frame, ts)
+		if err != nil {
+			a.log.Warn("frame rejected", "err", err)
+			continue
+		}
+		switch ev.Kind {
+		case capture.EventShot:
+			if busy || ev.Shot == nil {
+				continue
+			}
+			busy = true
+			a.d.Selector.SetBusy(true)
+			select {
+			case a.shots <- ev.Shot:
+			case <-ctx.Done():
+				return nil
+			}
+		case capture.EventGuidance:
+			if !busy && len(ev.Reasons) > 0 {
+				a.publish(display.Update{State: "guidance", Reason: string(ev.Reasons[0])}, false)
+			}
+		case capture.EventLockout:
+			a.publish(display.Update{State: "lockout", Until: ev.Until}, false)
+		case capture.EventIdle:
+			if !busy {
+				a.publish(display.Update{State: "ready"}, false)
+			}
+		}
+	}
+}
+
+func (a *Agent) decisionWorker(ctx context.Context) error {
+	for {
+		select {
+		case shot, ok := <-a.shots:
+			if !ok {
+				return nil
+			}
+			a.decide(ctx, shot)
+			select {
+			case a.decided <- struct{}{}:
+			default:
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// decide makes one live attempt. Only a PASS that arrives before the live
+// deadline opens the door.
+func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
+	a.publish(display.Update{State: "checking"}, true)
+	a.d.Door.Busy(true)
+	defer a.d.Door.Busy(false)
+
+	id := newID()
+	liveCtx, cancel := context.WithTimeout(ctx, a.cfg.Incode.LiveTimeout)
+	defer cancel()
+	resp, err := a.d.API.Authenticate(liveCtx, a.request(shot.JPEG), uploader.WithIdempotencyKey(id))
+	inTime := liveCtx.Err() == nil
+	source := a.cfg.Device.SourceID
+	ev := actuator.Event{Source: source}
+
+	switch {
+	case err == nil && resp.Status == uploader.StatusPass && inTime:
+		a.setAuthError(false)
+		ev.Result, ev.AuthenticationID = ResultPass, resp.AuthenticationID
+		if derr := a.d.Door.Pass(ctx, ev); derr != nil {
+			a.log.Error("door did not open", "err", derr)
+		}
+		latency := a.observeLatency(shot)
+		a.publish(display.Update{State: "pass", Name: a.firstName(ctx, resp.Token)}, true)
+		a.record(ResultPass, "", resp.AuthenticationID, latency, false)
+		a.wakeDrainer()
+	case err == nil && resp.Status == uploader.StatusPass:
+		// The service said PASS, but after the person was told to wait no
+		// longer: a stale PASS must not open the door.
+		a.setAuthError(false)
+		ev.Result, ev.Reason = ResultError, "late"
+		a.signalFail(ctx, ev)
+		latency := a.observeLatency(shot)
+		a.publish(display.Update{State: "fail", Reason: "late"}, true)
+		a.record(ResultError, "late", resp.AuthenticationID, latency, false)
+	case err == nil:
+		a.setAuthError(false)
+		reason := string(resp.FailureReason)
+		if reason == "" {
+			reason = "otherError"
+		}
+		ev.Result, ev.Reason, ev.AuthenticationID = ResultFail, reason, resp.AuthenticationID
+		a.signalFail(ctx, ev)
+		latency := a.observeLatency(shot)
+		a.publish(display.Update{State: "fail", Reason: reason}, true)
+		a.record(ResultFail, reason, resp.AuthenticationID, latency, false)
+		a.wakeDrainer()
+	case uploader.Retryable(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		reason := uploader.Reason(err)
+		if ctx.Err() != nil {
+			reason = "canceled"
+		}
+		queued := a.enqueue(shot, id)
+		ev.Result, ev.Reason = ResultOffline, reason
+		a.signalFail(ctx, ev)
+		latency := a.observeLatency(shot)
+		state := display.State("offline")
+		if a.cfg.Device.Mode == config.ModeAttendance && queued {
+			state = "recorded"
+		}
+		a.publish(display.Update{State: state}, true)
+		a.record(ResultOffline, reason, "", latency, false, "queued", queued, "err", err)
+	default:
+		reason := uploader.Reason(err)
+		ev.Result, ev.Reason = ResultError, reason
+		a.signalFail(ctx, ev)
+		latency := a.observeLatency(shot)
+		var apiErr *uploader.APIError
+		if errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403) {
+			a.setAuthError(true)
+			a.publish(display.Update{State: "service_unavailable"}, true)
+		} else {
+			a.publish(display.Update{State: "fail", Reason: reason}, true)
+		}
+		a.record(ResultError, reason, "", latency, false, "err", err)
+	}
+}
+
+func (a *Agent) request(jpeg []byte) uploader.AuthenticateRequest {
+	return uploader.AuthenticateRequest{
+		Face:   uploader.FaceObject{Base64Image: base64.StdEncoding.EncodeToString(jpeg)},
+		Source: a.cfg.Device.SourceID,
+	}
+}
+
+func (a *Agent) signalFail(ctx context.Context, ev actuator.Event) {
+	if err := a.d.Door.Fail(ctx, ev); err != nil {
+		a.log.Error("indicator failed", "err", err)
+	}
+}
+
+func (a *Agent) observeLatency(shot *capture.Shot) time.Duration {
+	lat := a.now().Sub(shot.FirstSeen)
+	if lat < 0 {
+		lat = 0
+	}
+	a.m.latency.Observe(lat.Seconds())
+	return lat
+}
+
+// record writes the decision log line and counts it.
+func (a *Agent) record(result, reason, authID string, latency time.Duration, deferred bool, extra ...any) {
+	if deferred {
+		a.m.deferred.WithLabelValues(result).Inc()
+	} else {
+		a.m.attempts.WithLabelValues(result).Inc()
+		if result != ResultPass {
+			a.m.failures.WithLabelValues(boundedReason(reason)).Inc()
+		}
+	}
+	attrs := []any{
+		"result", result,
+		"reason", reason,
+		"source", a.cfg.Device.SourceID,
+		"deferred", deferred,
+		"latency_ms", latency.Milliseconds(),
+	}
+	if authID != "" {
+		attrs = append(attrs, "authentication_id", authID)
+	}
+	if a.cfg.Device.Mode == config.ModeAttendance {
+		attrs = append(attrs, "mode", config.ModeAttendance)
+	}
+	attrs = append(attrs, extra...)
+	a.log.Info("decision", attrs...)
+}
+
+func (a *Agent) enqueue(shot *capture.Shot, id string) bool {
+	if a.d.Queue == nil {
+		a.m.queueErrs.Inc()
+		a.log.Error("capture not queued: the queue is not open")
+		return false
+	}
+	// The capture must be kept even when the agent is stopping.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := a.d.Queue.Enqueue(ctx, queue.Item{
+		ID:         id,
+		CapturedAt: shot.CapturedAt,
+		Source:     a.cfg.Device.SourceID,
+		JPEG:       shot.JPEG,
+	})
+	if err != nil {
+		a.m.queueErrs.Inc()
+		a.log.Error("capture not queued", "err", err)
+		return false
+	}
+	return true
+}
+
+// Deliver is the drainer's delivery function: it sends a queued capture and
+// records the answer. A deferred answer never opens the door.
+func (a *Agent) Deliver(ctx context.Context, it queue.Item) error {
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.Incode.RequestTimeout)
+	defer cancel()
+	resp, err := a.d.API.Authenticate(cctx, a.request(it.JPEG), uploader.WithIdempotencyKey(it.ID))
+	if err != nil {
+		var apiErr *uploader.APIError
+		if errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403) {
+			// A bad key is the operator's to fix; keep the capture until then.
+			a.setAuthError(true)
+			return err
+		}
+		if uploader.Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		a.record(ResultError, uploader.Reason(err), "", a.now().Sub(it.CapturedAt), true, "err", err)
+		return queue.Permanent(err)
+	}
+	a.setAuthError(false)
+	result, reason := ResultFail, string(resp.FailureReason)
+	if resp.Status == uploader.StatusPass {
+		result, reason = ResultPass, ""
+	}
+	a.record(result, reason, resp.AuthenticationID, a.now().Sub(it.CapturedAt), true, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
+	return nil
+}
+
+func (a *Agent) wakeDrainer() {
+	if a.d.Drainer != nil {
+		a.d.Drainer.Wake()
+	}
+}
+
+func (a *Agent) setAuthError(on bool) {
+	if on {
+		a.m.authErr.Set(1)
+	} else {
+		a.m.authErr.Set(0)
+	}
+	was := a.authError.Swap(on)
+	if on && !was {
+		a.log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token")
+	}
+}
+
+// firstName fetches the greeting name when configured. It is best effort:
+// the door has already opened.
+func (a *Agent) firstName(ctx context.Context, token string) string {
+	if !a.cfg.Display.GreetByName || token == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := a.d.API.UserInfo(ctx, token)
+	if err != nil {
+		a.log.Debug("no greeting name", "reason", uploader.Reason(err))
+		return ""
+	}
+	name := strings.TrimSpace(info.Name.FirstName)
+	if name == "" {
+		name, _, _ = strings.Cut(strings.TrimSpace(info.Name.FullName), " ")
+	}
+	return name
+}
+
+// publish shows u unless it is what is already shown. Frame-loop updates
+// (force=false) wait until a result has been on screen long enough.
+func (a *Agent) publish(u display.Update, force bool) {
+	if a.d.Display == nil {
+		return
+	}
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if force {
+		switch u.State {
+		case "pass", "fail", "offline", "recorded", "service_unavailable":
+			a.holdUntil.Store(now.Add(resultHold).UnixNano())
+		default:
+			a.holdUntil.Store(0)
+		}
+	} else {
+		if now.UnixNano() < a.holdUntil.Load() {
+			return
+		}
+		if u.State == a.shown.State && u.Reason == a.shown.Reason && u.Until.Equal(a.shown.Until) {
+			return
+		}
+	}
+	a.shown = u
+	a.d.Display.Publish(u)
+}
+
+// expireHold puts "ready" back on screen once a result has been shown long
+// enough and nothing else has replaced it.
+func (a *Agent) expireHold(busy bool) {
+	if busy || a.d.Display == nil {
+		return
+	}
+	hold := a.holdUntil.Load()
+	if hold == 0 || a.now().UnixNano() < hold {
+		return
+	}
+	a.holdUntil.Store(0)
+	a.publish(display.Update{State: "ready"}, false)
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
