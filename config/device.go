@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -50,7 +51,10 @@ type Incode struct {
 	MaxRetries        int           `yaml:"max_retries"`
 	RetryWaitMin      time.Duration `yaml:"retry_wait_min"`
 	RetryWaitMax      time.Duration `yaml:"retry_wait_max"`
-	RequestTimeout    time.Duration `yaml:"request_timeout"` // deferred (queued) deliveries
+	// RetryAfterMax caps how long a server's Retry-After hint is honoured
+	// within one call.
+	RetryAfterMax  time.Duration `yaml:"retry_after_max"`
+	RequestTimeout time.Duration `yaml:"request_timeout"` // deferred (queued) deliveries
 
 	// Resolved secrets; never logged.
 	APIKey     string `yaml:"-"`
@@ -62,6 +66,7 @@ func (i *Incode) defaults() {
 	i.MaxRetries = 3
 	i.RetryWaitMin = 200 * time.Millisecond
 	i.RetryWaitMax = 5 * time.Second
+	i.RetryAfterMax = 10 * time.Second
 	i.RequestTimeout = 30 * time.Second
 }
 
@@ -75,11 +80,29 @@ func (i *Incode) validate(p *Problems) {
 	positive(p, "incode.request_timeout", i.RequestTimeout)
 	positive(p, "incode.retry_wait_min", i.RetryWaitMin)
 	positive(p, "incode.retry_wait_max", i.RetryWaitMax)
+	positive(p, "incode.retry_after_max", i.RetryAfterMax)
+	if i.RetryWaitMin > i.RetryWaitMax {
+		p.add("incode.retry_wait_min (%s) is larger than incode.retry_wait_max (%s)", i.RetryWaitMin, i.RetryWaitMax)
+	}
 	if i.MaxRetries < 0 || i.MaxRetries > 20 {
 		p.add("incode.max_retries: %d is outside 0..20", i.MaxRetries)
 	}
 	if (i.ClientCertFile == "") != (i.ClientKeyFile == "") {
 		p.add("incode.client_cert_file and incode.client_key_file: give both or neither")
+	}
+	for _, f := range []struct{ name, path string }{
+		{"incode.ca_file", i.CAFile},
+		{"incode.client_cert_file", i.ClientCertFile},
+		{"incode.client_key_file", i.ClientKeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if fi, err := os.Stat(f.path); err != nil {
+			p.add("%s: %v", f.name, err)
+		} else if fi.IsDir() {
+			p.add("%s: %s is a directory", f.name, f.path)
+		}
 	}
 }
 
