@@ -2,7 +2,27 @@ package config
 
 import (
 	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
+)
+
+// Per-output defaults. They are applied by Output.WithDefaults because list
+// elements cannot be defaulted before YAML decoding creates them.
+const (
+	DefaultIndicatorPulse = 2 * time.Second
+	DefaultExecTimeout    = 2 * time.Second
+	DefaultHTTPTimeout    = time.Second
+	DefaultHTTPRetries    = 2
+)
+
+// DefaultPassPattern and DefaultFailPattern are the buzzer's on/off
+// durations: one short beep on PASS, three on FAIL.
+var (
+	DefaultPassPattern = []time.Duration{150 * time.Millisecond}
+	DefaultFailPattern = []time.Duration{100 * time.Millisecond, 100 * time.Millisecond,
+		100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}
 )
 
 // Actuator lists the door and indicator outputs.
@@ -17,23 +37,65 @@ type Output struct {
 	Driver string `yaml:"driver"` // gpio | exec | http | log
 
 	// gpio
-	Chip      string `yaml:"chip"`
+	Chip      string `yaml:"chip"` // gpiochip0, /dev/gpiochip0 or the chip's label
 	Line      *int   `yaml:"line"`
 	LineName  string `yaml:"line_name"`
 	ActiveLow bool   `yaml:"active_low"`
 
-	Pulse time.Duration `yaml:"pulse"` // unlock/pass/fail: how long the output is on
+	// Pulse is how long an unlock, pass or fail output stays on (indicators
+	// default to DefaultIndicatorPulse).
+	Pulse time.Duration `yaml:"pulse"`
 
-	// exec
-	Command []string      `yaml:"command"`
+	// exec: the program and its arguments, run without a shell.
+	Command []string `yaml:"command"`
+	// Timeout bounds one exec run or one http attempt.
 	Timeout time.Duration `yaml:"timeout"`
 
 	// http
-	URL     string `yaml:"url"`
-	Retries int    `yaml:"retries"`
+	URL string `yaml:"url"`
+	// Retries after the first failed attempt; nil means DefaultHTTPRetries.
+	Retries *int `yaml:"retries"`
 
-	// buzzer: on/off durations, e.g. [100ms, 100ms, 100ms]
-	Pattern []time.Duration `yaml:"pattern"`
+	// buzzer: on/off durations, e.g. [100ms, 100ms, 100ms]. Pattern plays on
+	// PASS, FailPattern on FAIL.
+	Pattern     []time.Duration `yaml:"pattern"`
+	FailPattern []time.Duration `yaml:"fail_pattern"`
+}
+
+// WithDefaults returns o with every unset per-output setting filled in.
+func (o Output) WithDefaults() Output {
+	if o.Pulse == 0 && (o.Role == "pass" || o.Role == "fail") {
+		o.Pulse = DefaultIndicatorPulse
+	}
+	if o.Timeout == 0 {
+		switch o.Driver {
+		case "exec":
+			o.Timeout = DefaultExecTimeout
+		case "http":
+			o.Timeout = DefaultHTTPTimeout
+		}
+	}
+	if o.Retries == nil && o.Driver == "http" {
+		r := DefaultHTTPRetries
+		o.Retries = &r
+	}
+	if o.Role == "buzzer" {
+		if len(o.Pattern) == 0 {
+			o.Pattern = append([]time.Duration(nil), DefaultPassPattern...)
+		}
+		if len(o.FailPattern) == 0 {
+			o.FailPattern = append([]time.Duration(nil), DefaultFailPattern...)
+		}
+	}
+	return o
+}
+
+// RetryCount is the number of http retries, with the default applied.
+func (o Output) RetryCount() int {
+	if o.Retries == nil {
+		return DefaultHTTPRetries
+	}
+	return *o.Retries
 }
 
 func (a *Actuator) defaults() {}
@@ -48,61 +110,116 @@ func (a *Actuator) validate(p *Problems) {
 			p.add("%s.name: %q is used twice", at, o.Name)
 		}
 		seen[o.Name] = true
-		switch o.Role {
-		case "unlock", "pass", "fail", "busy", "buzzer":
-		default:
-			p.add("%s.role: %q is not unlock, pass, fail, busy or buzzer", at, o.Role)
+		o.validate(p, at)
+	}
+}
+
+// validate reports the problems of one output; at names it in messages.
+func (o Output) validate(p *Problems, at string) {
+	switch o.Role {
+	case "unlock", "pass", "fail", "busy", "buzzer":
+	default:
+		p.add("%s.role: %q is not unlock, pass, fail, busy or buzzer", at, o.Role)
+	}
+	switch o.Driver {
+	case "gpio":
+		if o.Chip == "" {
+			p.add("%s.chip: required for the gpio driver", at)
 		}
-		switch o.Driver {
-		case "gpio":
-			if o.Chip == "" {
-				p.add("%s.chip: required for the gpio driver", at)
-			}
-			if (o.Line == nil) == (o.LineName == "") {
-				p.add("%s: give line or line_name for the gpio driver", at)
-			}
-			if o.Line != nil && *o.Line < 0 {
-				p.add("%s.line: must not be negative", at)
-			}
-		case "exec":
-			if len(o.Command) == 0 {
-				p.add("%s.command: required for the exec driver", at)
-			}
-		case "http":
-			if o.URL == "" {
-				p.add("%s.url: required for the http driver", at)
-			}
-		case "log":
-		default:
-			p.add("%s.driver: %q is not gpio, exec, http or log", at, o.Driver)
+		if (o.Line == nil) == (o.LineName == "") {
+			p.add("%s: give line or line_name for the gpio driver", at)
 		}
-		nonNegative(p, at+".pulse", o.Pulse)
-		nonNegative(p, at+".timeout", o.Timeout)
-		if o.Role == "unlock" && (o.Pulse <= 0 || o.Pulse > time.Minute) {
-			p.add("%s.pulse: an unlock pulse must be between 0 and 1m, got %s", at, o.Pulse)
+		if o.Line != nil && (*o.Line < 0 || *o.Line > 1023) {
+			p.add("%s.line: %d is outside 0..1023", at, *o.Line)
 		}
-		if o.Retries < 0 || o.Retries > 10 {
-			p.add("%s.retries: %d is outside 0..10", at, o.Retries)
+	case "exec":
+		if len(o.Command) == 0 {
+			p.add("%s.command: required for the exec driver", at)
+		} else if !filepath.IsAbs(o.Command[0]) {
+			// No shell and no PATH search: the program is named exactly.
+			p.add("%s.command: %q must be an absolute path", at, o.Command[0])
 		}
+	case "http":
+		if o.URL == "" {
+			p.add("%s.url: required for the http driver", at)
+		} else if u, err := url.Parse(o.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("%s.url: %q is not an http(s) URL", at, o.URL)
+		}
+	case "log":
+	default:
+		p.add("%s.driver: %q is not gpio, exec, http or log", at, o.Driver)
+	}
+	nonNegative(p, at+".pulse", o.Pulse)
+	nonNegative(p, at+".timeout", o.Timeout)
+	if o.Timeout > time.Minute {
+		p.add("%s.timeout: %s is longer than 1m", at, o.Timeout)
+	}
+	if o.Role == "unlock" && (o.Pulse <= 0 || o.Pulse > time.Minute) {
+		p.add("%s.pulse: an unlock pulse must be between 0 and 1m, got %s", at, o.Pulse)
+	}
+	if (o.Role == "pass" || o.Role == "fail") && o.Pulse > time.Minute {
+		p.add("%s.pulse: an indicator pulse must be at most 1m, got %s", at, o.Pulse)
+	}
+	if o.Retries != nil && (*o.Retries < 0 || *o.Retries > 10) {
+		p.add("%s.retries: %d is outside 0..10", at, *o.Retries)
+	}
+	checkPattern(p, at+".pattern", o.Pattern)
+	checkPattern(p, at+".fail_pattern", o.FailPattern)
+}
+
+// Validate checks one output outside a whole configuration (the actuator
+// package uses it for configs built in code).
+func (o Output) Validate() error {
+	var p Problems
+	o.validate(&p, fmt.Sprintf("output %q", o.Name))
+	if len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+func checkPattern(p *Problems, name string, pat []time.Duration) {
+	if len(pat) > 32 {
+		p.add("%s: %d steps is more than 32", name, len(pat))
+	}
+	var total time.Duration
+	for i, d := range pat {
+		if d <= 0 {
+			p.add("%s[%d]: must be a positive duration, got %s", name, i, d)
+		}
+		total += d
+	}
+	if total > 10*time.Second {
+		p.add("%s: lasts %s, more than 10s", name, total)
 	}
 }
 
 // Display is the kiosk screen.
 type Display struct {
-	Listen      string            `yaml:"listen"` // empty: no display server
-	Language    string            `yaml:"language"`
-	GreetByName bool              `yaml:"greet_by_name"`
-	Preview     bool              `yaml:"preview"`
-	PreviewFPS  float64           `yaml:"preview_fps"`
-	Messages    map[string]string `yaml:"messages"` // overrides by message key
-	// AllowedHosts are Host header values accepted besides the listen address.
+	Listen   string `yaml:"listen"`   // empty: no display server
+	Language string `yaml:"language"` // en | es
+	// GreetByName adds the first name to the PASS greeting.
+	GreetByName bool    `yaml:"greet_by_name"`
+	Preview     bool    `yaml:"preview"`
+	PreviewFPS  float64 `yaml:"preview_fps"`
+	// Messages override texts by message key (see display.MessageKeys).
+	Messages map[string]string `yaml:"messages"`
+	// AllowedHosts are Host header values accepted besides the listen
+	// address and loopback names, e.g. the box's DNS name for a remote screen.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Heartbeat is how often an idle event stream sends a comment, so that
+	// proxies keep it open and the page notices a dead agent.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// MaxClients bounds concurrent event and preview streams.
+	MaxClients int `yaml:"max_clients"`
 }
 
 func (d *Display) defaults() {
 	d.Listen = "127.0.0.1:8088"
 	d.Language = "en"
 	d.PreviewFPS = 5
+	d.Heartbeat = 15 * time.Second
+	d.MaxClients = 16
 }
 
 func (d *Display) validate(p *Problems) {
@@ -111,6 +228,22 @@ func (d *Display) validate(p *Problems) {
 	}
 	if d.PreviewFPS <= 0 || d.PreviewFPS > 30 {
 		p.add("display.preview_fps: %g is outside (0, 30]", d.PreviewFPS)
+	}
+	if d.Heartbeat < time.Second || d.Heartbeat > 5*time.Minute {
+		p.add("display.heartbeat: %s is outside 1s..5m", d.Heartbeat)
+	}
+	if d.MaxClients < 1 || d.MaxClients > 1024 {
+		p.add("display.max_clients: %d is outside 1..1024", d.MaxClients)
+	}
+	for k, v := range d.Messages {
+		if strings.TrimSpace(v) == "" {
+			p.add("display.messages.%s: empty message", k)
+		}
+	}
+	for i, h := range d.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			p.add("display.allowed_hosts[%d]: %q is not a host or host:port", i, h)
+		}
 	}
 	checkListen(p, "display.listen", d.Listen)
 }
