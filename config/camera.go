@@ -18,6 +18,12 @@ type Camera struct {
 	ReconnectMin  time.Duration `yaml:"reconnect_min"`
 	ReconnectMax  time.Duration `yaml:"reconnect_max"`
 	RTSPTransport string        `yaml:"rtsp_transport"` // tcp | udp
+	// NetworkTimeout bounds how long FFmpeg waits on a network stream to
+	// open or deliver data before the read fails and the source is reopened.
+	NetworkTimeout time.Duration `yaml:"network_timeout"`
+	// FourCC asks a V4L2 camera for a pixel format, e.g. MJPG: many USB
+	// cameras only reach 720p at 30 fps compressed. Empty: the driver's choice.
+	FourCC string `yaml:"fourcc"`
 }
 
 func (c *Camera) defaults() {
@@ -31,14 +37,15 @@ func (c *Camera) defaults() {
 	c.ReconnectMin = 500 * time.Millisecond
 	c.ReconnectMax = 30 * time.Second
 	c.RTSPTransport = "tcp"
+	c.NetworkTimeout = 5 * time.Second
 }
 
 func (c *Camera) validate(p *Problems) {
 	if c.Source == "" {
 		p.add("camera.source: required")
 	}
-	if c.Width < 0 || c.Width > 10000 || c.Height < 0 || c.Height > 10000 {
-		p.add("camera.width/height: %dx%d is outside 0..10000", c.Width, c.Height)
+	if c.Width < 0 || c.Width > 8192 || c.Height < 0 || c.Height > 8192 {
+		p.add("camera.width/height: %dx%d is outside 0..8192", c.Width, c.Height)
 	}
 	if c.FPS <= 0 || c.FPS > 240 {
 		p.add("camera.fps: %g is outside (0, 240]", c.FPS)
@@ -52,5 +59,9 @@ func (c *Camera) validate(p *Problems) {
 	positive(p, "camera.reconnect_max", c.ReconnectMax)
 	if c.RTSPTransport != "tcp" && c.RTSPTransport != "udp" {
 		p.add("camera.rtsp_transport: %q is not tcp or udp", c.RTSPTransport)
+	}
+	positive(p, "camera.network_timeout", c.NetworkTimeout)
+	if c.FourCC != "" && len(c.FourCC) != 4 {
+		p.add("camera.fourcc: %q is not four characters", c.FourCC)
 	}
 }

@@ -16,6 +16,17 @@ type Capture struct {
 	MaxBrightness   float64 `yaml:"max_brightness"`
 	MinContrast     float64 `yaml:"min_contrast"`
 	LargestFace     bool    `yaml:"largest_face"` // several faces: take the largest instead of rejecting
+	MinEyes         int     `yaml:"min_eyes"`     // with eyes_cascade: eyes required in the upper half of the face
+
+	// ChangeThreshold is the mean absolute difference (grey levels) of a
+	// small thumbnail below which an empty scene counts as unchanged and the
+	// cascade is skipped. 0 runs the cascade on every frame.
+	ChangeThreshold float64 `yaml:"change_threshold"`
+	// FullSearchEvery is how often (in frames) a whole-frame search runs
+	// while a face is tracked in a region around its last position.
+	FullSearchEvery int `yaml:"full_search_every"`
+	// AbsentFrames is how many frames without a face end a presence.
+	AbsentFrames int `yaml:"absent_frames"`
 
 	PresenceFrames int           `yaml:"presence_frames"`
 	Window         time.Duration `yaml:"window"`
@@ -23,6 +34,8 @@ type Capture struct {
 	MaxAttempts    int           `yaml:"max_attempts"`
 	AttemptWindow  time.Duration `yaml:"attempt_window"`
 	Lockout        time.Duration `yaml:"lockout"`
+	// AttemptsPath keeps attempt times across restarts; empty keeps them in memory.
+	AttemptsPath string `yaml:"attempts_path"`
 
 	JPEGQuality int     `yaml:"jpeg_quality"`
 	MaxSide     int     `yaml:"max_side"`
@@ -45,6 +58,10 @@ func (c *Capture) defaults() {
 	c.MaxAttempts = 5
 	c.AttemptWindow = 3 * time.Minute
 	c.Lockout = time.Minute
+	c.MinEyes = 1
+	c.ChangeThreshold = 2
+	c.FullSearchEvery = 5
+	c.AbsentFrames = 5
 	c.JPEGQuality = 85
 	c.MaxSide = 1280
 	c.CropMargin = 1.0
@@ -72,6 +89,18 @@ func (c *Capture) validate(p *Problems) {
 	if c.MinSharpness < 0 || c.MinContrast < 0 {
 		p.add("capture.min_sharpness and capture.min_contrast: must not be negative")
 	}
+	if c.MinEyes < 0 || c.MinEyes > 2 {
+		p.add("capture.min_eyes: %d is outside 0..2", c.MinEyes)
+	}
+	if c.ChangeThreshold < 0 || c.ChangeThreshold > 255 {
+		p.add("capture.change_threshold: %g is outside 0..255", c.ChangeThreshold)
+	}
+	if c.FullSearchEvery < 1 || c.FullSearchEvery > 1000 {
+		p.add("capture.full_search_every: %d is outside 1..1000", c.FullSearchEvery)
+	}
+	if c.AbsentFrames < 1 || c.AbsentFrames > 1000 {
+		p.add("capture.absent_frames: %d is outside 1..1000", c.AbsentFrames)
+	}
 	if c.PresenceFrames < 1 || c.PresenceFrames > 100 {
 		p.add("capture.presence_frames: %d is outside 1..100", c.PresenceFrames)
 	}
@@ -85,8 +114,8 @@ func (c *Capture) validate(p *Problems) {
 	if c.JPEGQuality < 1 || c.JPEGQuality > 100 {
 		p.add("capture.jpeg_quality: %d is outside 1..100", c.JPEGQuality)
 	}
-	if c.MaxSide < 0 || c.MaxSide > 10000 {
-		p.add("capture.max_side: %d is outside 0..10000", c.MaxSide)
+	if c.MaxSide != 0 && (c.MaxSide < 1000 || c.MaxSide > 8192) {
+		p.add("capture.max_side: %d is outside 1000..8192 (Incode asks for at least 1000 px on one side; 0 keeps the camera size)", c.MaxSide)
 	}
 	if c.CropMargin < 0 || c.CropMargin > 10 {
 		p.add("capture.crop_margin: %g is outside 0..10", c.CropMargin)
