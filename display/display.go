@@ -1,0 +1,508 @@
+// Package display serves the kiosk screen: one self-contained page that
+// follows the agent's state over Server-Sent Events and tells the person
+// in front of the camera what is happening and what to do next, with an
+// optional MJPEG camera preview.
+package display
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kioskd/kioskd/config"
+)
+
+// State is what the screen shows.
+type State string
+
+// The states the agent publishes.
+const (
+	StateReady              State = "ready"
+	StateGuidance           State = "guidance"
+	StateChecking           State = "checking"
+	StatePass               State = "pass"
+	StateFail               State = "fail"
+	StateOffline            State = "offline"
+	StateRecorded           State = "recorded"
+	StateLockout            State = "lockout"
+	StateCameraDown         State = "camera_down"
+	StateServiceUnavailable State = "service_unavailable"
+)
+
+// tones decide the colours; the page knows nothing else about states.
+var tones = map[State]string{
+	StateReady:              "idle",
+	StateGuidance:           "guide",
+	StateChecking:           "busy",
+	StatePass:               "pass",
+	StateFail:               "fail",
+	StateOffline:            "warn",
+	StateRecorded:           "ok",
+	StateLockout:            "fail",
+	StateCameraDown:         "warn",
+	StateServiceUnavailable: "warn",
+}
+
+// Update is one change of what the screen shows. Reason is a capture
+// rejection reason (guidance) or an API failureReason (fail); Name is the
+// person's name for the greeting (only its first word is shown, and only
+// with display.greet_by_name); Until is the end of a lockout.
+type Update struct {
+	State  State
+	Reason string
+	Name   string
+	Until  time.Time
+}
+
+// view is what the page receives: already-resolved text and nothing else,
+// so that no score, ID or token can reach the screen.
+type view struct {
+	State       string `json:"state"`
+	Tone        string `json:"tone"`
+	Text        string `json:"text"`
+	RemainingMS *int64 `json:"remaining_ms,omitempty"` // lockout: the page counts down
+}
+
+// Option changes how New builds a Server (tests).
+type Option func(*Server)
+
+// WithClock sets the time source used for lockout countdowns.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// Server is the display. Its methods are safe for concurrent use.
+type Server struct {
+	cfg  config.Display
+	log  *slog.Logger
+	msgs messages
+	now  func() time.Time
+	page *page
+
+	clients  *prometheus.GaugeVec
+	updates  *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	slots    chan struct{} // bounds concurrent streams
+
+	mu      sync.Mutex
+	seq     uint64
+	cur     Update
+	changed chan struct{} // closed and replaced on every Publish
+
+	frameMu      sync.Mutex
+	frame        []byte
+	frameSeq     uint64
+	frameChanged chan struct{}
+}
+
+// New builds the display from its config section.
+func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Server, error) {
+	msgs, err := newMessages(cfg.Language, cfg.Messages)
+	if err != nil {
+		return nil, fmt.Errorf("display: %w", err)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = 16
+	}
+	if cfg.PreviewFPS <= 0 {
+		cfg.PreviewFPS = 5
+	}
+	s := &Server{
+		cfg:  cfg,
+		log:  log,
+		msgs: msgs,
+		now:  time.Now,
+		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kioskd_display_clients",
+			Help: "Open display streams by kind.",
+		}, []string{"stream"}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_display_updates_total",
+			Help: "State updates published to the display, by state.",
+		}, []string{"state"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_display_rejected_requests_total",
+			Help: "Display requests refused, by reason.",
+		}, []string{"reason"}),
+		slots:        make(chan struct{}, cfg.MaxClients),
+		cur:          Update{State: StateReady},
+		changed:      make(chan struct{}),
+		frameChanged: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	for _, k := range []string{"events", "preview"} {
+		s.clients.WithLabelValues(k)
+	}
+	for st := range tones {
+		s.updates.WithLabelValues(string(st))
+	}
+	for _, r := range []string{"host", "busy"} {
+		s.rejected.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{s.clients, s.updates, s.rejected} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("display: register metrics: %w", err)
+		}
+	}
+	s.page, err = newPage(cfg.Language, msgs["reconnecting"], cfg.Preview)
+	if err != nil {
+		return nil, fmt.Errorf("display: %w", err)
+	}
+	return s, nil
+}
+
+// Publish shows u on every open page and on pages that open later.
+func (s *Server) Publish(u Update) {
+	if _, ok := tones[u.State]; !ok {
+		s.log.Warn("display: unknown state, showing ready", "state", string(u.State))
+		u = Update{State: StateReady}
+	}
+	s.updates.WithLabelValues(string(u.State)).Inc()
+	s.mu.Lock()
+	s.cur = u
+	s.seq++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// maxPreviewBytes keeps a bad caller from pinning large buffers.
+const maxPreviewBytes = 4 << 20
+
+// PublishPreview sets the latest preview frame (a JPEG with the face box
+// already drawn). It copies jpeg, so the caller may reuse its buffer. It
+// does nothing unless display.preview is on.
+func (s *Server) PublishPreview(jpeg []byte) {
+	if !s.cfg.Preview {
+		return
+	}
+	if len(jpeg) < 4 || len(jpeg) > maxPreviewBytes || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
+		s.log.Debug("display: preview frame dropped: not a JPEG or too large", "bytes", len(jpeg))
+		return
+	}
+	buf := append([]byte(nil), jpeg...)
+	s.frameMu.Lock()
+	s.frame = buf
+	s.frameSeq++
+	close(s.frameChanged)
+	s.frameChanged = make(chan struct{})
+	s.frameMu.Unlock()
+}
+
+// current returns the latest update, its sequence number and a channel
+// closed at the next Publish.
+func (s *Server) current() (Update, uint64, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur, s.seq, s.changed
+}
+
+// render turns an update into what the page shows.
+func (s *Server) render(u Update) view {
+	v := view{State: string(u.State), Tone: tones[u.State], Text: s.msgs.text(u.State, u.Reason)}
+	switch u.State {
+	case StatePass:
+		if name := firstName(u.Name); name != "" && s.cfg.GreetByName {
+			v.Text = strings.ReplaceAll(s.msgs["pass.name"], "{name}", name)
+		}
+	case StateLockout:
+		ms := max(u.Until.Sub(s.now()).Milliseconds(), 0)
+		v.RemainingMS = &ms
+	}
+	return v
+}
+
+// firstName keeps the first word of a name, letters and joiners only, so
+// that the greeting can never carry anything but a first name.
+func firstName(name string) string {
+	fields := strings.Fields(name)
+	if len(fields) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range fields[0] {
+		if !(unicode.IsLetter(r) || unicode.IsMark(r) || r == '-' || r == '\'' || r == '’') {
+			continue
+		}
+		if n == 32 {
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// formatRemaining is the server-side twin of the page's countdown.
+func formatRemaining(ms int64) string {
+	sec := (ms + 999) / 1000
+	return fmt.Sprintf("%d:%02d", sec/60, sec%60)
+}
+
+// Handler serves the page, the event stream, the preview and /healthz,
+// behind the Host check and the security headers.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("GET /events", s.serveEvents)
+	if s.cfg.Preview {
+		mux.HandleFunc("GET /preview.mjpeg", s.servePreview)
+	}
+	// Browsers ask for it on their own; a 404 would be noise in the console.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return s.guard(mux)
+}
+
+// guard refuses foreign Host headers and sets the headers every answer
+// carries.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Content-Security-Policy", s.page.csp)
+		if !s.hostAllowed(r.Host) {
+			s.rejected.WithLabelValues("host").Inc()
+			http.Error(w, "misdirected request", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed defends against DNS rebinding: a web page elsewhere can make
+// the kiosk browser resolve its own name to 127.0.0.1, but it cannot make
+// the browser send a Host header other than that name. So accept loopback
+// names, IP literals (a rebinding needs a name), the listen host and the
+// configured names, and nothing else.
+func (s *Server) hostAllowed(hostport string) bool {
+	if hostport == "" {
+		return false
+	}
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || net.ParseIP(host) != nil {
+		return true
+	}
+	if lh, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && strings.EqualFold(lh, host) {
+		return true
+	}
+	for _, a := range s.cfg.AllowedHosts {
+		if strings.EqualFold(a, hostport) || strings.EqualFold(a, host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+	u, _, _ := s.current()
+	v := s.render(u)
+	text := v.Text
+	if v.RemainingMS != nil {
+		text = strings.ReplaceAll(text, "{time}", formatRemaining(*v.RemainingMS))
+	}
+	body, err := s.page.render(v, text)
+	if err != nil {
+		s.log.Error("display: render page", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(body)
+}
+
+// acquire takes a stream slot, or answers 503 when all are taken.
+func (s *Server) acquire(w http.ResponseWriter, kind string) bool {
+	select {
+	case s.slots <- struct{}{}:
+		s.clients.WithLabelValues(kind).Inc()
+		return true
+	default:
+		s.rejected.WithLabelValues("busy").Inc()
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many display clients", http.StatusServiceUnavailable)
+		return false
+	}
+}
+
+func (s *Server) release(kind string) {
+	<-s.slots
+	s.clients.WithLabelValues(kind).Dec()
+}
+
+// retryMS is how soon a page reconnects after the stream drops, e.g.
+// while the agent restarts.
+const retryMS = 2000
+
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if !s.acquire(w, "events") {
+		return
+	}
+	defer s.release("events")
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprintf(w, "retry: %d\n\n", retryMS); err != nil {
+		return
+	}
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	var sent uint64
+	first := true
+	for {
+		u, seq, changed := s.current()
+		if first || seq != sent {
+			data, err := json.Marshal(s.render(u))
+			if err != nil {
+				s.log.Error("display: encode state", "err", err)
+				return
+			}
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: state\ndata: %s\n\n", seq, data); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			sent, first = seq, false
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-heartbeat.C:
+			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+const mjpegBoundary = "kioskdframe"
+
+func (s *Server) servePreview(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if !s.acquire(w, "preview") {
+		return
+	}
+	defer s.release("preview")
+	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+mjpegBoundary)
+	w.WriteHeader(http.StatusOK)
+	interval := time.Duration(float64(time.Second) / s.cfg.PreviewFPS)
+	var sent uint64
+	for {
+		s.frameMu.Lock()
+		frame, seq, changed := s.frame, s.frameSeq, s.frameChanged
+		s.frameMu.Unlock()
+		if seq == sent || frame == nil {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-changed:
+				continue
+			}
+		}
+		if _, err := fmt.Fprintf(w, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", mjpegBoundary, len(frame)); err != nil {
+			return
+		}
+		if _, err := w.Write(frame); err != nil {
+			return
+		}
+		if _, err := w.Write([]byte("\r\n")); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		sent = seq
+		// The cap: whatever the camera does, a client gets at most
+		// preview_fps frames a second, always the newest one.
+		t := time.NewTimer(interval)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Run listens on cfg.Listen and serves until ctx is done. With an empty
+// listen address the display is off and Run just waits for ctx.
+func (s *Server) Run(ctx context.Context) error {
+	if s.cfg.Listen == "" {
+		<-ctx.Done()
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("display: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then ends every open stream and
+// closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		// Request contexts derive from ctx, so streams end when it does
+		// and Shutdown does not wait for them.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+	}()
+	s.log.Info("display listening", "addr", ln.Addr().String())
+	err := srv.Serve(ln)
+	cancel()
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("display: serve: %w", err)
+}
