@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -16,7 +17,9 @@ type ByteSize int64
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseByteSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		// A *yaml.TypeError is collected with the other problems; any other
+		// error would stop decoding and hide them.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*b = v
 	return nil
@@ -42,7 +45,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*mult > 1<<50 {
+	if err != nil || math.IsNaN(f) || f < 0 || f*mult > 1<<50 {
 		return 0, fmt.Errorf("invalid size %q (want e.g. 512MiB)", s)
 	}
 	return ByteSize(f * mult), nil
