@@ -3,7 +3,6 @@ package actuator
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -28,8 +27,8 @@ func newExecDriver(o config.Output) *execDriver {
 	return &execDriver{argv: append([]string(nil), o.Command...), timeout: o.Timeout}
 }
 
-func (d *execDriver) fire(ctx context.Context, n notice) error {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+func (d *execDriver) fire(parent context.Context, n notice) error {
+	ctx, cancel := context.WithTimeout(parent, d.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.argv[0], d.argv[1:]...)
 	cmd.Env = []string{
@@ -56,10 +55,10 @@ func (d *execDriver) fire(ctx context.Context, n notice) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("exec %s: timed out after %s", d.argv[0], d.timeout)
+	case parent.Err() != nil:
+		return fmt.Errorf("exec %s: %w", d.argv[0], parent.Err())
 	case ctx.Err() != nil:
-		return fmt.Errorf("exec %s: %w", d.argv[0], ctx.Err())
+		return fmt.Errorf("exec %s: timed out after %s", d.argv[0], d.timeout)
 	}
 	if msg := out.tail(); msg != "" {
 		return fmt.Errorf("exec %s: %w: %s", d.argv[0], err, msg)
