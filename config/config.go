@@ -8,9 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -77,15 +81,53 @@ func Parse(data []byte, env Env) (*Config, error) {
 				problems.add("%s", e)
 			}
 		} else {
-			return nil, Problems{fmt.Sprintf("yaml: %v", err)}
+			return nil, Problems{oneLine("yaml: " + strings.TrimPrefix(err.Error(), "yaml: "))}
 		}
+	}
+	// A second document would be silently ignored: someone who concatenated
+	// two files must hear that only the first one counts.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		problems.add("yaml: line %d: a second YAML document; the file must hold exactly one", next.Line)
+	} else if !errors.Is(err, io.EOF) {
+		problems.add("yaml: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
 	if len(problems) > 0 {
+		// check-config prints one line per problem; YAML errors quote
+		// values, which may hold line breaks.
+		for i := range problems {
+			problems[i] = oneLine(problems[i])
+		}
+		for i := range cfg.Warnings {
+			cfg.Warnings[i] = oneLine(cfg.Warnings[i])
+		}
 		return cfg, problems
 	}
+	for i := range cfg.Warnings {
+		cfg.Warnings[i] = oneLine(cfg.Warnings[i])
+	}
 	return cfg, nil
+}
+
+// oneLine makes s valid UTF-8 on a single line by escaping control
+// characters.
+func oneLine(s string) string {
+	s = strings.ToValidUTF8(s, "\ufffd")
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Validate checks every section and returns all problems found.
@@ -100,7 +142,59 @@ func (c *Config) Validate() Problems {
 	c.Display.validate(&p)
 	c.Metrics.validate(&p)
 	c.Log.validate(&p)
+	checkFinite(&p, "", reflect.ValueOf(c).Elem())
+	checkHeaderValue(&p, "incode.api_key_file", c.Incode.APIKey)
+	checkHeaderValue(&p, "incode.hardware_id_file", c.Incode.HardwareID)
 	return p
+}
+
+// checkFinite reports every NaN or infinite float in v, named by its YAML
+// path: a range check such as "fps <= 0 || fps > 240" lets NaN through.
+// Walking the struct keeps fields added later covered too.
+func checkFinite(p *Problems, path string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			p.add("%s: %g is not a finite number", path, f)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			checkFinite(p, path, v.Elem())
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			checkFinite(p, fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			checkFinite(p, fmt.Sprintf("%s.%v", path, iter.Key()), iter.Value())
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			checkFinite(p, name, v.Field(i))
+		}
+	}
+}
+
+// checkHeaderValue reports a secret that cannot be sent as an HTTP header
+// (a line break or other control character inside it), without its value.
+func checkHeaderValue(p *Problems, field, v string) {
+	if strings.IndexFunc(v, unicode.IsControl) >= 0 {
+		p.add("%s: the secret contains a control character (a line break inside the key?)", field)
+	}
 }
 
 // Default returns a configuration with every default applied.
@@ -165,12 +259,25 @@ func readSecretFile(path string) (string, error) {
 	if fi.IsDir() {
 		return "", fmt.Errorf("secret file %s is a directory", path)
 	}
+	// A device would be read forever and a FIFO would block the start.
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("secret file %s is not a regular file", path)
+	}
 	if fi.Size() > maxSecretSize {
 		return "", fmt.Errorf("secret file %s is larger than %d bytes", path, maxSecretSize)
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("secret file: %w", err)
+	}
+	defer f.Close()
+	// The file may have grown since Stat.
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return "", fmt.Errorf("secret file: %w", err)
+	}
+	if len(b) > maxSecretSize {
+		return "", fmt.Errorf("secret file %s is larger than %d bytes", path, maxSecretSize)
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
@@ -193,7 +300,5 @@ func worldReadable(path string) string {
 func (c *Config) resolveSecrets(env Env, p *Problems) {
 	c.Incode.APIKey = c.readSecret("incode.api_key_file", c.Incode.APIKeyFile, "api-key", "KIOSKD_API_KEY", env, true, p)
 	c.Incode.HardwareID = c.readSecret("incode.hardware_id_file", c.Incode.HardwareIDFile, "hardware-id", "KIOSKD_HARDWARE_ID", env, true, p)
-	if c.Queue.Encrypt {
-		c.Queue.Key = c.readSecret("queue.key_file", c.Queue.KeyFile, "queue-key", "KIOSKD_QUEUE_KEY", env, true, p)
-	}
+	c.resolveQueueKey(env, p)
 }

@@ -1,6 +1,14 @@
 package config
 
-import "time"
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
 
 // Queue is the durable retry queue.
 type Queue struct {
@@ -30,6 +38,8 @@ func (q *Queue) defaults() {
 func (q *Queue) validate(p *Problems) {
 	if q.Path == "" {
 		p.add("queue.path: required")
+	} else if strings.HasSuffix(q.Path, "/") {
+		p.add("queue.path: %q is a directory; name the file, e.g. %squeue.db", q.Path, q.Path)
 	}
 	if q.MaxItems < 1 {
 		p.add("queue.max_items: must be at least 1, got %d", q.MaxItems)
@@ -40,7 +50,82 @@ func (q *Queue) validate(p *Problems) {
 	positive(p, "queue.ttl", q.TTL)
 	positive(p, "queue.backoff_min", q.BackoffMin)
 	positive(p, "queue.backoff_max", q.BackoffMax)
+	if q.BackoffMin > 0 && q.BackoffMax > 0 && q.BackoffMax < q.BackoffMin {
+		p.add("queue.backoff_max: %s is shorter than queue.backoff_min %s", q.BackoffMax, q.BackoffMin)
+	}
 	if q.MaxAttempts < 1 {
 		p.add("queue.max_attempts: must be at least 1, got %d", q.MaxAttempts)
 	}
+	// A missing key was reported when secrets were resolved; a key of the
+	// wrong shape is reported here, without its value.
+	if q.Encrypt && q.Key != "" {
+		if _, err := ParseQueueKey(q.Key); err != nil {
+			p.add("queue.key_file: %v", err)
+		}
+	}
+}
+
+// QueueKeySize is the AES-256 key size.
+const QueueKeySize = 32
+
+// ParseQueueKey decodes the queue encryption key: 64 hex characters, the
+// base64 (standard or URL alphabet, padded or not) of 32 bytes, or 32 raw
+// bytes. The error never contains the key.
+func ParseQueueKey(s string) ([]byte, error) {
+	if len(s) == 2*QueueKeySize {
+		if b, err := hex.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == QueueKeySize {
+			return b, nil
+		}
+	}
+	if len(s) == QueueKeySize {
+		return []byte(s), nil
+	}
+	return nil, fmt.Errorf("the queue key must be 32 bytes: 64 hex characters, base64 of 32 bytes, or 32 raw bytes (got %d characters)", len(s))
+}
+
+// resolveQueueKey finds the queue key like readSecret does, but keeps a
+// secret file of exactly 32 bytes as it is: a raw binary key may begin or
+// end with bytes that look like white space.
+func (c *Config) resolveQueueKey(env Env, p *Problems) {
+	q := &c.Queue
+	if !q.Encrypt {
+		return
+	}
+	path, field := q.KeyFile, "queue.key_file"
+	if path == "" {
+		if dir := env("CREDENTIALS_DIRECTORY"); dir != "" {
+			cred := filepath.Join(dir, "queue-key")
+			if _, err := os.Stat(cred); err == nil {
+				path, field = cred, "queue.key_file: credential queue-key"
+			}
+		}
+	}
+	if path == "" {
+		q.Key = c.readSecret("queue.key_file", "", "queue-key", "KIOSKD_QUEUE_KEY", env, true, p)
+		return
+	}
+	if _, err := readSecretFile(path); err != nil { // existence, size, emptiness
+		p.add("%s: %v", field, err)
+		return
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		p.add("%s: secret file: %v", field, err)
+		return
+	}
+	if q.KeyFile != "" {
+		if w := worldReadable(path); w != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s", field, w))
+		}
+	}
+	if len(raw) == QueueKeySize {
+		q.Key = string(raw)
+		return
+	}
+	q.Key = strings.TrimSpace(string(raw))
 }
