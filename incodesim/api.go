@@ -491,6 +491,8 @@ func (s *Sim) fault(w http.ResponseWriter, r *http.Request, rec *Record, it item
 		abortConnection(w, nil)
 	case kindHang:
 		rec.Outcome = "hang"
+		s.hanging.Add(1)
+		defer s.hanging.Add(-1)
 		select {
 		case <-r.Context().Done():
 		case <-s.ctx.Done():

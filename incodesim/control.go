@@ -90,14 +90,14 @@ func (s *Sim) addRecord(rec *Record, start time.Time) {
 func (s *Sim) Requests() []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Record(nil), s.records...)
+	return append([]Record{}, s.records...)
 }
 
 // Webhooks returns the webhook delivery attempts, oldest first.
 func (s *Sim) Webhooks() []WebhookDelivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]WebhookDelivery(nil), s.hooks...)
+	return append([]WebhookDelivery{}, s.hooks...)
 }
 
 // SetScript replaces the script.

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +62,9 @@ type Sim struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sem    chan struct{}
+	// hanging counts requests held by a scripted hang, so that tests can
+	// tell when one is being held.
+	hanging atomic.Int32
 
 	mu        sync.Mutex
 	closed    bool
