@@ -1,20 +1,36 @@
-// Package queue is kioskd's durable retry queue: captures whose live upload
-// failed for a retryable reason are kept in a bbolt file until a Drainer
-// delivers them. Delivery is at-least-once.
+// Package queue is kioskd's durable retry queue: a capture whose live upload
+// failed for a retryable reason is kept in a bbolt file until a Drainer
+// delivers it, bounded by item count, bytes and age, optionally sealed with
+// AES-256-GCM.
+//
+// Delivery is at-least-once. An item leaves the queue only after the
+// service answered it and the removal was committed; if kioskd dies between
+// the answer and the commit, the item is sent again after the restart. Every
+// item carries a random ID that is sent as the Idempotency-Key header on each
+// attempt (the agent reuses the live attempt's key), so a backend can drop
+// the duplicate by remembering the keys it answered.
 package queue
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/kioskd/kioskd/config"
 )
 
-// Item is one queued capture.
+// Item is one queued capture. Seq orders the queue; ID is the idempotency
+// key sent with every delivery attempt.
 type Item struct {
 	Seq         uint64
 	ID          string
@@ -24,62 +40,1065 @@ type Item struct {
 	NextAttempt time.Time
 	LastError   string
 	JPEG        []byte
+
+	EnqueuedAt time.Time // when the item was made durable
+	DeadAt     time.Time // when it was dead-lettered; zero while pending
+	Size       int       // JPEG bytes, also set when JPEG is not loaded (List)
 }
 
-// Stats summarises the queue.
+// Stats summarises the queue. Bytes and DeadBytes are what the items cost
+// on disk (headers, images as stored, keys); the two together are bounded
+// by queue.max_bytes.
 type Stats struct {
 	Depth       int
 	Bytes       int64
 	OldestAge   time.Duration
 	DeadLetters int
+
+	DeadBytes int64
+	FileBytes int64 // size of the bbolt file, which includes free pages
 }
 
-// Queue is the durable queue.
-type Queue struct{}
+var (
+	// ErrLocked is matched (errors.Is) by the error Open returns when
+	// another process, usually a running kioskd, holds the file.
+	ErrLocked = errors.New("queue file is in use by another process")
+	// ErrKeyMismatch is returned by Open when queue.encrypt's key is not the
+	// one the file was written with.
+	ErrKeyMismatch = errors.New("queue key does not match the file")
+	// ErrCorrupt wraps damage found in the file.
+	ErrCorrupt = errors.New("queue file is corrupt")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("queue is closed")
+	// ErrNotFound is returned for a sequence number no longer pending, for
+	// example an item dropped by a bound while it was being delivered.
+	ErrNotFound = errors.New("no such pending item")
+	// ErrTooLarge is returned by Enqueue for an item that alone exceeds
+	// queue.max_bytes.
+	ErrTooLarge = errors.New("item is larger than queue.max_bytes")
+	// ErrExpired is returned by Enqueue for an item already older than
+	// queue.ttl.
+	ErrExpired = errors.New("item is older than queue.ttl")
+)
 
-// Option configures a Queue or a Drainer.
-type Option func(*options)
+// LockedError names the file another process holds.
+type LockedError struct{ Path string }
 
-type options struct{ now func() time.Time }
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("queue file %s is in use by another process", e.Path)
+}
 
-// WithClock sets the time source.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
-var errTODO = errors.New("queue: not implemented yet")
+// Queue is a durable FIFO of captures in one bbolt file. It is safe for
+// concurrent use; the file is held exclusively while the Queue is open.
+type Queue struct {
+	cfg    config.Queue
+	log    *slog.Logger
+	opt    options
+	m      *metrics
+	path   string
+	seal   *sealer
+	notify chan struct{} // an item became pending: a waiting drainer looks again
 
-// Open opens the queue file.
+	mu         sync.Mutex
+	db         *bolt.DB
+	closed     bool
+	leased     map[uint64]struct{}
+	n          counts
+	nextExpiry time.Time // no item expires before this; zero: the queue is empty
+}
+
+type counts struct {
+	pending, dead           int
+	pendingBytes, deadBytes int64
+}
+
+// Open opens or creates the queue file at cfg.Path (mode 0600, its
+// directory 0700 when missing). A file that is not a readable queue is
+// moved aside to "<path>.corrupt-<UTC time>" and replaced by an empty one;
+// a file held by another process is an error that matches ErrLocked, after
+// about a second. With cfg.Encrypt, cfg.Key must be the file's key.
 func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Queue, error) {
-	return nil, errTODO
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	q := &Queue{
+		cfg:    cfg,
+		log:    log.With("component", "queue"),
+		opt:    buildOptions(opts),
+		m:      newMetrics(),
+		path:   filepath.Clean(cfg.Path),
+		notify: make(chan struct{}, 1),
+		leased: map[uint64]struct{}{},
+	}
+	if cfg.Encrypt {
+		key, err := config.ParseQueueKey(cfg.Key)
+		if cfg.Key == "" {
+			err = errors.New("queue.encrypt is on but no key is set")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open queue: %w", err)
+		}
+		if q.seal, err = newSealer(key); err != nil {
+			return nil, fmt.Errorf("open queue: %w", err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(q.path), 0o700); err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	db, err := q.openFile()
+	if err != nil {
+		return nil, err
+	}
+	q.db = db
+	if err := q.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	// Only the lock holder may remove a compaction left half-done.
+	if err := os.Remove(q.path + compactSuffix); err == nil {
+		q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
+	}
+	q.removeOldCorrupt()
+	if err := q.m.register(reg); err != nil {
+		q.m.unregister(reg)
+		_ = db.Close()
+		return nil, err
+	}
+	q.publishLocked()
+	q.log.Info("queue open", "path", q.path, "depth", q.n.pending, "dead_letters", q.n.dead,
+		"bytes", q.n.pendingBytes+q.n.deadBytes, "encrypted", q.seal != nil)
+	return q, nil
 }
 
-func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) { return it, errTODO }
-func (q *Queue) Lease() (*Item, error)                               { return nil, errTODO }
-func (q *Queue) Ack(seq uint64) error                                { return errTODO }
-func (q *Queue) RetryLater(seq uint64, reason string) error          { return errTODO }
-func (q *Queue) DeadLetter(seq uint64, reason string) error          { return errTODO }
-func (q *Queue) Stats() (Stats, error)                               { return Stats{}, errTODO }
-func (q *Queue) List(dead bool) ([]Item, error)                      { return nil, errTODO }
-func (q *Queue) RetryDead() (int, error)                             { return 0, errTODO }
-func (q *Queue) Purge() (int, error)                                 { return 0, errTODO }
-func (q *Queue) Close() error                                        { return nil }
-
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-// Permanent marks a delivery error as not worth retrying.
-func Permanent(err error) error { return permanentError{err} }
-
-// DeliverFunc delivers one item.
-type DeliverFunc func(ctx context.Context, it Item) error
-
-// Drainer delivers the queue.
-type Drainer struct{}
-
-func NewDrainer(q *Queue, deliver DeliverFunc, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Drainer {
-	return &Drainer{}
+func checkConfig(cfg config.Queue) error {
+	var p []string
+	if cfg.Path == "" {
+		p = append(p, "path is empty")
+	}
+	if cfg.MaxItems < 1 || cfg.MaxBytes < 1 || cfg.TTL <= 0 || cfg.BackoffMin <= 0 || cfg.BackoffMax < cfg.BackoffMin || cfg.MaxAttempts < 1 {
+		p = append(p, "bounds, ttl, backoff and max_attempts must be positive (use config defaults)")
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("open queue: invalid configuration: %v", p)
+	}
+	return nil
 }
-func (d *Drainer) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-func (d *Drainer) Wake()                         {}
-func (d *Drainer) Progress() time.Time           { return time.Now() }
+
+// load creates the buckets, checks the format and the key, and counts the
+// items. Items that cannot be decoded are removed and logged: one damaged
+// header must not cost the rest of the queue.
+func (q *Queue) load() error {
+	var n counts
+	var next time.Time
+	var items int
+	err := guard(func() error {
+		return q.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketPending, bucketDead, bucketBlobs, bucketMeta} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return fmt.Errorf("create bucket %s: %w", name, err)
+				}
+			}
+			meta := tx.Bucket(bucketMeta)
+			if v := meta.Get(keyFormat); v == nil {
+				if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
+					return err
+				}
+			} else if len(v) != 1 || v[0] != formatVersion {
+				return fmt.Errorf("queue file %s has format %v, this kioskd reads format %d: move it away or use a newer kioskd", q.path, v, formatVersion)
+			}
+			blobs := tx.Bucket(bucketBlobs)
+			seen := map[uint64]bool{}
+			for _, bn := range [][]byte{bucketPending, bucketDead} {
+				b := tx.Bucket(bn)
+				var bad [][]byte
+				err := b.ForEach(func(k, v []byte) error {
+					seq, ok := keySeq(k)
+					h, err := decodeHeader(v)
+					blob := blobs.Get(k)
+					if !ok || err != nil || blob == nil || len(blob) != h.Stored {
+						bad = append(bad, append([]byte(nil), k...))
+						return nil
+					}
+					seen[seq] = true
+					cost := itemCost(v, blob)
+					if string(bn) == string(bucketPending) {
+						n.pending++
+						n.pendingBytes += cost
+					} else {
+						n.dead++
+						n.deadBytes += cost
+					}
+					if e := h.expiry(q.cfg.TTL); next.IsZero() || e.Before(next) {
+						next = e
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				for _, k := range bad {
+					q.log.Error("removing an unreadable queue item", "bucket", string(bn), "key", fmt.Sprintf("%x", k))
+					q.m.errors.WithLabelValues("open").Inc()
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+					if err := blobs.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			// Images whose header is gone cannot be delivered.
+			var orphans [][]byte
+			_ = blobs.ForEach(func(k, _ []byte) error {
+				if seq, ok := keySeq(k); !ok || !seen[seq] {
+					orphans = append(orphans, append([]byte(nil), k...))
+				}
+				return nil
+			})
+			for _, k := range orphans {
+				if err := blobs.Delete(k); err != nil {
+					return err
+				}
+			}
+			items = n.pending + n.dead
+			return q.checkKey(meta, items)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("open queue: %w", err)
+	}
+	q.n = n
+	q.nextExpiry = next
+	return nil
+}
+
+// checkKey compares the configured key with the file's key check value.
+// A mismatch is an error, never a reason to drop items; with no item at
+// stake a new key (or no key) is simply recorded.
+func (q *Queue) checkKey(meta *bolt.Bucket, items int) error {
+	kc := meta.Get(keyKeyCheck)
+	switch {
+	case kc != nil && q.seal == nil:
+		if items > 0 {
+			return fmt.Errorf("queue file %s is encrypted and holds %d items: set queue.encrypt and its key, or move the file away", q.path, items)
+		}
+		return meta.Delete(keyKeyCheck)
+	case kc != nil:
+		if plain, err := q.seal.open(kc, keyKeyCheck); err == nil && string(plain) == string(keyCheckPlain) {
+			return nil
+		}
+		if items > 0 {
+			return fmt.Errorf("%w %s (%d items are sealed with another key)", ErrKeyMismatch, q.path, items)
+		}
+		q.log.Info("queue key changed while the queue was empty: recording the new key")
+	case q.seal == nil:
+		return nil
+	case items > 0:
+		q.log.Warn("encryption enabled on a queue that already holds items: those stay unencrypted until delivered", "items", items)
+	}
+	v, err := q.seal.seal(keyCheckPlain, keyKeyCheck)
+	if err != nil {
+		return err
+	}
+	return meta.Put(keyKeyCheck, v)
+}
+
+// itemCost is what an item counts against max_bytes: header, stored
+// image and the two keys.
+func itemCost(hdr, blob []byte) int64 { return costOf(len(hdr), len(blob)) }
+
+func costOf(hdrLen, blobLen int) int64 { return int64(hdrLen + blobLen + 2*8) }
+
+// Enqueue makes a copy of it durable: when Enqueue returns nil the item is
+// on disk and fsync'd. It assigns Seq, and an ID unless it.ID is already
+// set (pass the live attempt's idempotency key, so that the backend can
+// recognise a live attempt that did arrive). Zero CapturedAt and
+// NextAttempt mean now. Past max_items or max_bytes the oldest pending
+// items are dropped, then the oldest dead letters.
+func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
+	if err := ctx.Err(); err != nil {
+		return Item{}, fmt.Errorf("enqueue: %w", err)
+	}
+	if len(it.JPEG) == 0 {
+		return Item{}, errors.New("enqueue: empty image")
+	}
+	if it.ID == "" {
+		id, err := newID()
+		if err != nil {
+			return Item{}, fmt.Errorf("enqueue: %w", err)
+		}
+		it.ID = id
+	} else if !validID(it.ID) {
+		return Item{}, errors.New("enqueue: item id must be 1 to 128 printable ASCII characters without spaces")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return Item{}, fmt.Errorf("enqueue: %w", ErrClosed)
+	}
+	now := q.opt.now()
+	if it.CapturedAt.IsZero() {
+		it.CapturedAt = now
+	}
+	if it.NextAttempt.IsZero() {
+		it.NextAttempt = now
+	}
+	it.Attempts = max(it.Attempts, 0)
+	it.LastError = clip(it.LastError, maxErrorLen)
+	it.EnqueuedAt, it.DeadAt, it.Size = now, time.Time{}, len(it.JPEG)
+	h := header{
+		ID: it.ID, CapturedAt: it.CapturedAt, EnqueuedAt: now, Source: it.Source, Attempts: it.Attempts,
+		NextAttempt: it.NextAttempt, LastError: it.LastError, Size: len(it.JPEG),
+	}
+	if !h.expiry(q.cfg.TTL).After(now) {
+		q.m.drops.WithLabelValues(DropTTL).Inc()
+		return Item{}, fmt.Errorf("enqueue: captured %s: %w", it.CapturedAt.UTC().Format(time.RFC3339), ErrExpired)
+	}
+
+	var (
+		n       = q.n
+		dropped []dropped
+		cost    int64
+	)
+	err := q.update("enqueue", func(tx *bolt.Tx) error {
+		seq, err := tx.Bucket(bucketMeta).NextSequence()
+		if err != nil {
+			return err
+		}
+		blob := it.JPEG
+		if q.seal != nil {
+			if blob, err = q.seal.seal(it.JPEG, blobAD(seq, it.ID)); err != nil {
+				return err
+			}
+			h.Encrypted = true
+		}
+		h.Stored, h.CRC = len(blob), crc32.Checksum(blob, castagnoli)
+		hb, err := h.encode()
+		if err != nil {
+			return err
+		}
+		if cost = itemCost(hb, blob); cost > int64(q.cfg.MaxBytes) {
+			return fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, cost, int64(q.cfg.MaxBytes))
+		}
+		k := seqKey(seq)
+		if err := tx.Bucket(bucketPending).Put(k, hb); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketBlobs).Put(k, blob); err != nil {
+			return err
+		}
+		it.Seq = seq
+		n.pending++
+		n.pendingBytes += cost
+		dropped, err = q.enforceBounds(tx, &n, seq)
+		return err
+	})
+	if err != nil {
+		return Item{}, fmt.Errorf("enqueue: %w", err)
+	}
+	q.n = n
+	for _, d := range dropped {
+		delete(q.leased, d.seq)
+		q.m.drops.WithLabelValues(DropOverflow).Inc()
+		q.log.Warn("queue full: dropped the oldest item", "seq", d.seq, "id", d.id, "dead_letter", d.dead,
+			"max_items", q.cfg.MaxItems, "max_bytes", int64(q.cfg.MaxBytes))
+	}
+	if e := h.expiry(q.cfg.TTL); q.nextExpiry.IsZero() || e.Before(q.nextExpiry) {
+		q.nextExpiry = e
+	}
+	q.m.enqueued.Inc()
+	q.publishLocked()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+	return it, nil
+}
+
+type dropped struct {
+	seq  uint64
+	id   string
+	dead bool
+}
+
+// enforceBounds drops the oldest pending items other than keep, then the
+// oldest dead letters, until the queue is within max_items and max_bytes.
+func (q *Queue) enforceBounds(tx *bolt.Tx, n *counts, keep uint64) ([]dropped, error) {
+	var out []dropped
+	blobs := tx.Bucket(bucketBlobs)
+	for n.pending+n.dead > q.cfg.MaxItems || n.pendingBytes+n.deadBytes > int64(q.cfg.MaxBytes) {
+		victim, dead := []byte(nil), false
+		if k, _ := tx.Bucket(bucketPending).Cursor().First(); k != nil {
+			if seq, _ := keySeq(k); seq != keep {
+				victim = k
+			}
+		}
+		if victim == nil {
+			victim, _ = tx.Bucket(bucketDead).Cursor().First()
+			dead = true
+		}
+		if victim == nil {
+			return out, errors.New("bounds cannot be met") // the new item alone fits: unreachable
+		}
+		b := tx.Bucket(bucketPending)
+		if dead {
+			b = tx.Bucket(bucketDead)
+		}
+		hv := b.Get(victim)
+		h, _ := decodeHeader(hv)
+		cost := itemCost(hv, blobs.Get(victim))
+		seq, _ := keySeq(victim)
+		victim = append([]byte(nil), victim...)
+		if err := b.Delete(victim); err != nil {
+			return out, err
+		}
+		if err := blobs.Delete(victim); err != nil {
+			return out, err
+		}
+		if dead {
+			n.dead--
+			n.deadBytes -= cost
+		} else {
+			n.pending--
+			n.pendingBytes -= cost
+		}
+		out = append(out, dropped{seq: seq, id: h.ID, dead: dead})
+	}
+	return out, nil
+}
+
+// Lease returns the oldest pending item that is due, with its image, or
+// nil when none is. A leased item is not leased again until Ack,
+// RetryLater or DeadLetter settles it. Items past the TTL are dropped
+// first.
+func (q *Queue) Lease() (*Item, error) { return q.lease(false) }
+
+// LeaseOldest is Lease ignoring due times: the oldest pending item not
+// already leased. `kioskd queue drain` and a drainer woken by a successful
+// live attempt use it.
+func (q *Queue) LeaseOldest() (*Item, error) { return q.lease(true) }
+
+func (q *Queue) lease(ignoreDue bool) (*Item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, fmt.Errorf("lease: %w", ErrClosed)
+	}
+	now := q.opt.now()
+	q.expireLocked(now)
+	for {
+		var (
+			found *Item
+			bad   uint64
+			why   string
+		)
+		err := q.view("lease", func(tx *bolt.Tx) error {
+			blobs := tx.Bucket(bucketBlobs)
+			c := tx.Bucket(bucketPending).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				seq, _ := keySeq(k)
+				if _, busy := q.leased[seq]; busy {
+					continue
+				}
+				h, err := decodeHeader(v)
+				if err != nil {
+					bad, why = seq, err.Error()
+					return nil
+				}
+				if !ignoreDue && h.NextAttempt.After(now) {
+					continue
+				}
+				jpeg, err := q.openBlob(seq, &h, blobs.Get(k))
+				if err != nil {
+					bad, why = seq, err.Error()
+					return nil
+				}
+				it := h.item(seq)
+				it.JPEG = jpeg
+				found = &it
+				return nil
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lease: %w", err)
+		}
+		if bad != 0 {
+			// The bytes on disk are damaged: set the item aside where an
+			// operator sees it, and look at the next one.
+			q.m.errors.WithLabelValues("lease").Inc()
+			q.log.Error("queued item is unreadable: dead-lettered", "seq", bad, "err", why)
+			if err := q.deadLetterLocked(bad, "unreadable on disk: "+why, DropPermanent); err != nil {
+				return nil, fmt.Errorf("lease: %w", err)
+			}
+			continue
+		}
+		if found != nil {
+			q.leased[found.Seq] = struct{}{}
+		}
+		return found, nil
+	}
+}
+
+// openBlob checks the stored image against its header and decrypts it. The
+// result never aliases bbolt's memory map.
+func (q *Queue) openBlob(seq uint64, h *header, blob []byte) ([]byte, error) {
+	if blob == nil {
+		return nil, errors.New("image missing")
+	}
+	if len(blob) != h.Stored || crc32.Checksum(blob, castagnoli) != h.CRC {
+		return nil, errors.New("image checksum mismatch")
+	}
+	if !h.Encrypted {
+		return append([]byte(nil), blob...), nil
+	}
+	if q.seal == nil {
+		return nil, errors.New("image is encrypted and queue.encrypt is off")
+	}
+	plain, err := q.seal.open(blob, blobAD(seq, h.ID))
+	if err != nil {
+		return nil, errors.New("image does not decrypt with the queue key")
+	}
+	return plain, nil
+}
+
+// Ack removes a delivered item.
+func (q *Queue) Ack(seq uint64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return fmt.Errorf("ack: %w", ErrClosed)
+	}
+	delete(q.leased, seq)
+	var cost int64
+	err := q.update("ack", func(tx *bolt.Tx) error {
+		k := seqKey(seq)
+		b, blobs := tx.Bucket(bucketPending), tx.Bucket(bucketBlobs)
+		hv := b.Get(k)
+		if hv == nil {
+			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+		}
+		cost = itemCost(hv, blobs.Get(k))
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		return blobs.Delete(k)
+	})
+	if err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	q.n.pending--
+	q.n.pendingBytes -= cost
+	q.afterDeleteLocked()
+	return nil
+}
+
+// RetryLater records a failed attempt: attempts+1, the reason as the last
+// error, and the next attempt after a capped, jittered exponential backoff
+// between queue.backoff_min and queue.backoff_max. An item that reaches
+// queue.max_attempts is dead-lettered instead.
+func (q *Queue) RetryLater(seq uint64, reason string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return fmt.Errorf("retry later: %w", ErrClosed)
+	}
+	delete(q.leased, seq)
+	now := q.opt.now()
+	var (
+		h    header
+		dead bool
+		n    = q.n
+	)
+	err := q.update("retry_later", func(tx *bolt.Tx) error {
+		k := seqKey(seq)
+		b := tx.Bucket(bucketPending)
+		hv := b.Get(k)
+		if hv == nil {
+			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+		}
+		var err error
+		if h, err = decodeHeader(hv); err != nil {
+			return err
+		}
+		oldCost := itemCost(hv, tx.Bucket(bucketBlobs).Get(k))
+		h.Attempts++
+		h.LastError = clip(reason, maxErrorLen)
+		if h.Attempts >= q.cfg.MaxAttempts {
+			dead = true
+			h.DeadAt = now
+			h.LastError = clip(fmt.Sprintf("gave up after %d attempts: %s", h.Attempts, reason), maxErrorLen)
+		} else {
+			h.NextAttempt = now.Add(q.backoff(h.Attempts))
+		}
+		nv, err := h.encode()
+		if err != nil {
+			return err
+		}
+		newCost := oldCost - int64(len(hv)) + int64(len(nv))
+		if !dead {
+			n.pendingBytes += newCost - oldCost
+			return b.Put(k, nv)
+		}
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		n.pending--
+		n.pendingBytes -= oldCost
+		n.dead++
+		n.deadBytes += newCost
+		return tx.Bucket(bucketDead).Put(k, nv)
+	})
+	if err != nil {
+		return fmt.Errorf("retry later: %w", err)
+	}
+	q.n = n
+	if dead {
+		q.m.drops.WithLabelValues(DropMaxAttempts).Inc()
+		q.log.Warn("queued item dead-lettered: too many attempts", "seq", seq, "id", h.ID, "attempts", h.Attempts, "reason", reason)
+	}
+	q.publishLocked()
+	return nil
+}
+
+// backoff is the delay before an item's next attempt.
+func (q *Queue) backoff(attempts int) time.Duration {
+	return backoff(q.cfg.BackoffMin, q.cfg.BackoffMax, attempts, q.opt.rand)
+}
+
+// backoff is equal-jitter exponential backoff: the delay doubles from lo
+// with every attempt up to hi, and a random part of up to half of it is
+// taken off so that many kiosks coming back online do not retry in step.
+func backoff(lo, hi time.Duration, attempts int, r *rand.Rand) time.Duration {
+	d := lo
+	for i := 1; i < attempts && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	half := d / 2
+	return d - half + time.Duration(r.Int64N(int64(half)+1))
+}
+
+// DeadLetter moves an item to the dead letters with reason as its last
+// error: the service refused it for good. It counts as a drop with reason
+// "permanent".
+func (q *Queue) DeadLetter(seq uint64, reason string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return fmt.Errorf("dead letter: %w", ErrClosed)
+	}
+	if err := q.deadLetterLocked(seq, reason, DropPermanent); err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) deadLetterLocked(seq uint64, reason, drop string) error {
+	delete(q.leased, seq)
+	now := q.opt.now()
+	n := q.n
+	err := q.update("dead_letter", func(tx *bolt.Tx) error {
+		k := seqKey(seq)
+		b := tx.Bucket(bucketPending)
+		hv := b.Get(k)
+		if hv == nil {
+			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+		}
+		blobLen := len(tx.Bucket(bucketBlobs).Get(k))
+		h, err := decodeHeader(hv)
+		if err != nil {
+			// Keep what can be kept: the header is rebuilt around the key.
+			h = header{ID: fmt.Sprintf("unreadable-%d", seq), CapturedAt: now, EnqueuedAt: now, Stored: blobLen}
+		}
+		h.DeadAt = now
+		h.LastError = clip(reason, maxErrorLen)
+		nv, err := h.encode()
+		if err != nil {
+			return err
+		}
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		n.pending--
+		n.pendingBytes -= costOf(len(hv), blobLen)
+		n.dead++
+		n.deadBytes += costOf(len(nv), blobLen)
+		return tx.Bucket(bucketDead).Put(k, nv)
+	})
+	if err != nil {
+		return err
+	}
+	q.n = n
+	q.m.drops.WithLabelValues(drop).Inc()
+	q.publishLocked()
+	return nil
+}
+
+// Stats reports depth, bytes, the age of the oldest pending capture and
+// the dead letters.
+func (q *Queue) Stats() (Stats, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return Stats{}, fmt.Errorf("stats: %w", ErrClosed)
+	}
+	age, err := q.oldestAgeLocked()
+	if err != nil {
+		return Stats{}, fmt.Errorf("stats: %w", err)
+	}
+	return Stats{
+		Depth: q.n.pending, Bytes: q.n.pendingBytes, OldestAge: age, DeadLetters: q.n.dead,
+		DeadBytes: q.n.deadBytes, FileBytes: q.fileSize(),
+	}, nil
+}
+
+// oldestAgeLocked is the age of the first pending item, the oldest by
+// enqueue order.
+func (q *Queue) oldestAgeLocked() (time.Duration, error) {
+	var h header
+	var ok bool
+	err := q.view("stats", func(tx *bolt.Tx) error {
+		_, v := tx.Bucket(bucketPending).Cursor().First()
+		if v == nil {
+			return nil
+		}
+		var err error
+		h, err = decodeHeader(v)
+		ok = err == nil
+		return nil
+	})
+	if err != nil || !ok {
+		return 0, err
+	}
+	return max(q.opt.now().Sub(h.CapturedAt), 0), nil
+}
+
+func (q *Queue) fileSize() int64 {
+	fi, err := os.Stat(q.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// List returns the pending items, or the dead letters, oldest first,
+// without their images (JPEG is nil; Size says how large it is).
+func (q *Queue) List(dead bool) ([]Item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, fmt.Errorf("list: %w", ErrClosed)
+	}
+	name := bucketPending
+	if dead {
+		name = bucketDead
+	}
+	var out []Item
+	err := q.view("list", func(tx *bolt.Tx) error {
+		return tx.Bucket(name).ForEach(func(k, v []byte) error {
+			seq, _ := keySeq(k)
+			h, err := decodeHeader(v)
+			if err != nil {
+				return fmt.Errorf("seq %d: %w", seq, err)
+			}
+			out = append(out, h.item(seq))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return out, nil
+}
+
+// RetryDead moves every dead letter back to the pending items, due now
+// with its attempts reset. They keep their place: they are older than
+// anything enqueued since.
+func (q *Queue) RetryDead() (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0, fmt.Errorf("retry dead letters: %w", ErrClosed)
+	}
+	now := q.opt.now()
+	n := q.n
+	moved := 0
+	err := q.update("retry_dead", func(tx *bolt.Tx) error {
+		dead, pending, blobs := tx.Bucket(bucketDead), tx.Bucket(bucketPending), tx.Bucket(bucketBlobs)
+		var keys [][]byte
+		_ = dead.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
+		for _, k := range keys {
+			hv := dead.Get(k)
+			h, err := decodeHeader(hv)
+			if err != nil {
+				return err
+			}
+			blobLen := len(blobs.Get(k))
+			h.Attempts, h.NextAttempt, h.DeadAt = 0, now, time.Time{}
+			nv, err := h.encode()
+			if err != nil {
+				return err
+			}
+			if err := dead.Delete(k); err != nil {
+				return err
+			}
+			if err := pending.Put(k, nv); err != nil {
+				return err
+			}
+			n.dead--
+			n.deadBytes -= costOf(len(hv), blobLen)
+			n.pending++
+			n.pendingBytes += costOf(len(nv), blobLen)
+			moved++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("retry dead letters: %w", err)
+	}
+	q.n = n
+	q.publishLocked()
+	if moved > 0 {
+		q.log.Info("dead letters moved back to the queue", "items", moved)
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
+	}
+	return moved, nil
+}
+
+// Purge deletes every pending item and returns how many there were.
+func (q *Queue) Purge() (int, error) { return q.purge(false) }
+
+// PurgeDead deletes every dead letter and returns how many there were.
+func (q *Queue) PurgeDead() (int, error) { return q.purge(true) }
+
+func (q *Queue) purge(dead bool) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0, fmt.Errorf("purge: %w", ErrClosed)
+	}
+	name := bucketPending
+	if dead {
+		name = bucketDead
+	}
+	removed := 0
+	err := q.update("purge", func(tx *bolt.Tx) error {
+		b, blobs := tx.Bucket(name), tx.Bucket(bucketBlobs)
+		var keys [][]byte
+		_ = b.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			if err := blobs.Delete(k); err != nil {
+				return err
+			}
+		}
+		removed = len(keys)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	if dead {
+		q.n.dead, q.n.deadBytes = 0, 0
+	} else {
+		q.n.pending, q.n.pendingBytes = 0, 0
+		clear(q.leased)
+	}
+	q.log.Info("queue purged", "dead_letters", dead, "items", removed)
+	q.afterDeleteLocked()
+	return removed, nil
+}
+
+// Expire drops every item, pending or dead, that is older than the TTL,
+// except one being delivered, and returns how many it dropped. Lease and
+// the drainer call it as they go.
+func (q *Queue) Expire() (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0, fmt.Errorf("expire: %w", ErrClosed)
+	}
+	return q.expireLocked(q.opt.now())
+}
+
+func (q *Queue) expireLocked(now time.Time) (int, error) {
+	if q.nextExpiry.IsZero() || now.Before(q.nextExpiry) {
+		return 0, nil
+	}
+	n := q.n
+	var next time.Time
+	var gone []dropped
+	err := q.update("expire", func(tx *bolt.Tx) error {
+		blobs := tx.Bucket(bucketBlobs)
+		for _, name := range [][]byte{bucketPending, bucketDead} {
+			b := tx.Bucket(name)
+			var keys [][]byte
+			var costs []int64
+			err := b.ForEach(func(k, v []byte) error {
+				seq, _ := keySeq(k)
+				h, err := decodeHeader(v)
+				if err != nil {
+					return nil // Lease deals with it
+				}
+				e := h.expiry(q.cfg.TTL)
+				_, busy := q.leased[seq]
+				if e.After(now) || busy {
+					if next.IsZero() || e.Before(next) {
+						next = e
+					}
+					return nil
+				}
+				keys = append(keys, append([]byte(nil), k...))
+				costs = append(costs, itemCost(v, blobs.Get(k)))
+				gone = append(gone, dropped{seq: seq, id: h.ID, dead: string(name) == string(bucketDead)})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for i, k := range keys {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				if err := blobs.Delete(k); err != nil {
+					return err
+				}
+				if string(name) == string(bucketDead) {
+					n.dead--
+					n.deadBytes -= costs[i]
+				} else {
+					n.pending--
+					n.pendingBytes -= costs[i]
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire: %w", err)
+	}
+	q.n = n
+	// A leased item past its expiry is looked at again soon rather than
+	// at its (past) expiry time.
+	if !next.IsZero() && !next.After(now) {
+		next = now.Add(time.Second)
+	}
+	q.nextExpiry = next
+	if len(gone) > 0 {
+		q.m.drops.WithLabelValues(DropTTL).Add(float64(len(gone)))
+		q.log.Warn("queued captures older than the TTL were deleted undelivered", "items", len(gone), "ttl", q.cfg.TTL.String(),
+			"first_seq", gone[0].seq)
+		q.afterDeleteLocked()
+	}
+	return len(gone), nil
+}
+
+// release gives back a lease without recording an attempt (the delivery
+// was interrupted by shutdown).
+func (q *Queue) release(seq uint64) {
+	q.mu.Lock()
+	delete(q.leased, seq)
+	q.mu.Unlock()
+}
+
+// head reports the due time of the oldest pending item not being
+// delivered, and the earliest TTL expiry.
+func (q *Queue) head() (due time.Time, ok bool, expiry time.Time, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return due, false, expiry, ErrClosed
+	}
+	err = q.view("lease", func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			seq, _ := keySeq(k)
+			if _, busy := q.leased[seq]; busy {
+				continue
+			}
+			h, err := decodeHeader(v)
+			if err != nil {
+				due, ok = time.Time{}, true // Lease sets it aside
+				return nil
+			}
+			due, ok = h.NextAttempt, true
+			return nil
+		}
+		return nil
+	})
+	return due, ok, q.nextExpiry, err
+}
+
+// refresh brings the age gauge up to date.
+func (q *Queue) refresh() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.publishLocked()
+	}
+}
+
+func (q *Queue) afterDeleteLocked() {
+	q.maybeCompactLocked()
+	q.publishLocked()
+}
+
+func (q *Queue) publishLocked() {
+	q.m.depth.Set(float64(q.n.pending))
+	q.m.bytes.Set(float64(q.n.pendingBytes))
+	q.m.dead.Set(float64(q.n.dead))
+	q.m.deadBytes.Set(float64(q.n.deadBytes))
+	q.m.fileBytes.Set(float64(q.fileSize()))
+	if age, err := q.oldestAgeLocked(); err == nil {
+		q.m.oldestAge.Set(age.Seconds())
+	}
+}
+
+// Close closes the file. Items stay on disk for the next Open.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
+	if err := q.db.Close(); err != nil {
+		return fmt.Errorf("close queue: %w", err)
+	}
+	return nil
+}
+
+// Path is the queue file.
+func (q *Queue) Path() string { return q.path }
+
+func (q *Queue) update(op string, fn func(tx *bolt.Tx) error) error {
+	err := guard(func() error { return q.db.Update(fn) })
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		q.failedLocked(op, err)
+	}
+	return err
+}
+
+func (q *Queue) view(op string, fn func(tx *bolt.Tx) error) error {
+	err := guard(func() error { return q.db.View(fn) })
+	if err != nil {
+		q.failedLocked(op, err)
+	}
+	return err
+}
+
+func (q *Queue) failedLocked(op string, err error) {
+	q.m.errors.WithLabelValues(op).Inc()
+	if errors.Is(err, ErrCorrupt) {
+		q.recoverLocked(err)
+	}
+}

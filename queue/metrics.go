@@ -1,0 +1,116 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Drop reasons: every value is initialised to 0.
+const (
+	DropOverflow    = "overflow"     // past max_items or max_bytes, oldest first
+	DropTTL         = "ttl"          // older than the TTL
+	DropPermanent   = "permanent"    // dead-lettered: the service refused it for good
+	DropMaxAttempts = "max_attempts" // dead-lettered: queue.max_attempts reached
+)
+
+var dropReasons = []string{DropOverflow, DropTTL, DropPermanent, DropMaxAttempts}
+
+var errorOps = []string{"open", "enqueue", "lease", "ack", "retry_later", "dead_letter", "stats",
+	"list", "retry_dead", "purge", "expire", "compact", "deliver"}
+
+type metrics struct {
+	depth, bytes, oldestAge, dead, deadBytes, fileBytes prometheus.Gauge
+	drops, errors                                       *prometheus.CounterVec
+	enqueued, recovered, compactions                    prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &metrics{
+		depth:       g("kioskd_queue_depth", "Pending items in the retry queue."),
+		bytes:       g("kioskd_queue_bytes", "Bytes held by pending items (headers and images as stored)."),
+		oldestAge:   g("kioskd_queue_oldest_age_seconds", "Age of the oldest pending capture."),
+		dead:        g("kioskd_queue_dead_letters", "Items in the dead-letter bucket."),
+		deadBytes:   g("kioskd_queue_dead_letter_bytes", "Bytes held by dead letters."),
+		fileBytes:   g("kioskd_queue_file_size_bytes", "Size of the queue file on disk."),
+		enqueued:    c("kioskd_queue_enqueued_total", "Items made durable in the queue."),
+		recovered:   c("kioskd_queue_recovered_files_total", "Unreadable queue files moved aside and replaced by an empty one."),
+		compactions: c("kioskd_queue_compactions_total", "Times the queue file was rewritten to give space back."),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_queue_drops_total", Help: "Items removed or dead-lettered without delivery, by reason.",
+		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_queue_errors_total", Help: "Failed queue operations, by operation.",
+		}, []string{"op"}),
+	}
+	for _, r := range dropReasons {
+		m.drops.WithLabelValues(r)
+	}
+	for _, op := range errorOps {
+		m.errors.WithLabelValues(op)
+	}
+	return m
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.depth, m.bytes, m.oldestAge, m.dead, m.deadBytes, m.fileBytes,
+		m.enqueued, m.recovered, m.compactions, m.drops, m.errors} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register queue metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// unregister undoes register after a failed Open, so that a retry with the
+// same registry works.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range []prometheus.Collector{m.depth, m.bytes, m.oldestAge, m.dead, m.deadBytes, m.fileBytes,
+		m.enqueued, m.recovered, m.compactions, m.drops, m.errors} {
+		reg.Unregister(c)
+	}
+}
+
+type drainerMetrics struct {
+	delivered prometheus.Counter
+	failures  *prometheus.CounterVec
+}
+
+var failureKinds = []string{"retryable", "permanent"}
+
+func newDrainerMetrics(reg prometheus.Registerer) *drainerMetrics {
+	m := &drainerMetrics{
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kioskd_queue_delivered_total", Help: "Queued items delivered and acknowledged.",
+		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_queue_delivery_failures_total", Help: "Failed deliveries of queued items, by kind.",
+		}, []string{"kind"}),
+	}
+	for _, k := range failureKinds {
+		m.failures.WithLabelValues(k)
+	}
+	for _, c := range []prometheus.Collector{m.delivered, m.failures} {
+		if err := reg.Register(c); err != nil {
+			// NewDrainer has no error return: a second drainer on one
+			// registry shares the first one's counters.
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				switch c {
+				case m.delivered:
+					m.delivered = are.ExistingCollector.(prometheus.Counter)
+				case m.failures:
+					m.failures = are.ExistingCollector.(*prometheus.CounterVec)
+				}
+			}
+		}
+	}
+	return m
+}

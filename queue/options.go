@@ -1,0 +1,69 @@
+package queue
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Option configures a Queue (Open) or a Drainer (NewDrainer); options that
+// do not apply to one of them are ignored there.
+type Option func(*options)
+
+// Timer is a stoppable one-shot timer, as time.Timer; tests inject fakes
+// through WithTimer so that waits follow a fake clock.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+type options struct {
+	now         func() time.Time
+	newTimer    func(d time.Duration) Timer
+	rand        *rand.Rand
+	lockTimeout time.Duration
+	heartbeat   time.Duration
+}
+
+func buildOptions(opts []Option) options {
+	o := options{
+		now:         time.Now,
+		newTimer:    newRealTimer,
+		lockTimeout: time.Second,
+		heartbeat:   5 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.rand == nil {
+		// Jitter only spreads retries; it needs no cryptographic quality.
+		o.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return o
+}
+
+// WithClock sets the time source for capture ages, due times, TTL expiry
+// and the drainer's progress.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithTimer sets how the drainer waits; pair it with WithClock.
+func WithTimer(newTimer func(d time.Duration) Timer) Option {
+	return func(o *options) { o.newTimer = newTimer }
+}
+
+// WithRand sets the source of backoff jitter (not of item IDs, which always
+// come from crypto/rand).
+func WithRand(r *rand.Rand) Option { return func(o *options) { o.rand = r } }
+
+// WithLockTimeout sets how long Open waits for another process to release
+// the file (default 1s).
+func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockTimeout = d } }
+
+// WithHeartbeat sets the longest the drainer stays idle without refreshing
+// its progress, the age gauge and TTL expiry (default 5s).
+func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
+
+type realTimer struct{ t *time.Timer }
+
+func newRealTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+func (r realTimer) C() <-chan time.Time  { return r.t.C }
+func (r realTimer) Stop() bool           { return r.t.Stop() }

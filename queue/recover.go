@@ -1,0 +1,403 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// A damaged bbolt file does not always fail cleanly: bbolt follows page
+// numbers found in the file and may panic, or touch memory past the end
+// of a truncated file (SIGBUS). guard turns both into ErrCorrupt so that
+// kioskd moves the file aside instead of crash-looping on it.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	return fn()
+}
+
+const corruptInfix = ".corrupt-"
+
+// corruptTime is the UTC timestamp in a moved-aside file's name.
+const corruptTime = "20060102T150405Z"
+
+func (q *Queue) boltOptions() *bolt.Options {
+	return &bolt.Options{Timeout: q.opt.lockTimeout, FreelistType: bolt.FreelistMapType}
+}
+
+// openFile opens the bbolt file, moving it aside when it is damaged. The
+// file is checked under an exclusive lock, so a file another process is
+// writing is never mistaken for a damaged one.
+func (q *Queue) openFile() (*bolt.DB, error) {
+	created, err := q.precheck()
+	if err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+		return err
+	})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.path})
+	case err != nil:
+		q.log.Error("queue file cannot be opened", "path", q.path, "err", err)
+		// bbolt released its lock on the way out (unless it panicked, in
+		// which case the lock looks held and the error is returned).
+		if err := q.withLock(func(f *os.File) error { return q.moveAside(err) }); err != nil {
+			return nil, err
+		}
+		return q.openFresh()
+	}
+	if created {
+		if err := syncDir(filepath.Dir(q.path)); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open queue: %w", err)
+		}
+	}
+	if verr := verify(db); verr != nil {
+		// Still holding bbolt's lock: move the file, then let go of it.
+		merr := q.moveAside(verr)
+		_ = db.Close()
+		if merr != nil {
+			return nil, merr
+		}
+		return q.openFresh()
+	}
+	return db, nil
+}
+
+func (q *Queue) openFresh() (*bolt.DB, error) {
+	var db *bolt.DB
+	err := guard(func() error {
+		var err error
+		db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+		return err
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.path})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open queue: new file: %w", err)
+	}
+	if err := syncDir(filepath.Dir(q.path)); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	return db, nil
+}
+
+// precheck validates the file's meta pages, its length and its freelist
+// before bbolt maps it: those are what bbolt trusts blindly at Open. It
+// reports whether the file is new.
+func (q *Queue) precheck() (created bool, err error) {
+	err = q.withLock(func(f *os.File) error {
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("open queue: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("open queue: %s is not a regular file", q.path)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			q.log.Warn("queue file was readable by others: setting mode 0600", "path", q.path, "mode", fmt.Sprintf("%04o", perm))
+			if err := f.Chmod(0o600); err != nil {
+				return fmt.Errorf("open queue: %w", err)
+			}
+		}
+		if fi.Size() == 0 {
+			created = true
+			return nil
+		}
+		if cerr := checkLayout(f, fi.Size()); cerr != nil {
+			return q.moveAside(cerr)
+		}
+		return nil
+	})
+	return created, err
+}
+
+// withLock runs fn with the file open and exclusively flock'ed, as bbolt
+// locks it, waiting up to the lock timeout.
+func (q *Queue) withLock(fn func(f *os.File) error) error {
+	f, err := os.OpenFile(q.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open queue: %w", err)
+	}
+	defer f.Close()
+	deadline := time.Now().Add(q.opt.lockTimeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("open queue: lock %s: %w", q.path, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("open queue: %w", &LockedError{Path: q.path})
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		<-t.C
+	}
+	return fn(f)
+}
+
+// moveAside renames the damaged file to <path>.corrupt-<UTC time>, keeping
+// its contents for inspection; the caller then opens a new file.
+func (q *Queue) moveAside(cause error) error {
+	base := q.path + corruptInfix + q.opt.now().UTC().Format(corruptTime)
+	dst := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(q.path, dst); err != nil {
+		return fmt.Errorf("open queue: move damaged file aside: %w", err)
+	}
+	if err := syncDir(filepath.Dir(q.path)); err != nil {
+		return fmt.Errorf("open queue: %w", err)
+	}
+	q.m.recovered.Inc()
+	q.log.Error("queue file is damaged: moved aside, continuing with an empty queue",
+		"path", q.path, "moved_to", dst, "err", cause)
+	return nil
+}
+
+// recoverLocked handles damage found while running: if the file fails a
+// full check it is moved aside and replaced; otherwise the failure was not
+// the file's and is only reported.
+func (q *Queue) recoverLocked(cause error) {
+	if verify(q.db) == nil {
+		q.log.Error("queue operation failed unexpectedly", "err", cause, "stack", string(debug.Stack()))
+		return
+	}
+	if err := q.moveAside(cause); err != nil {
+		q.log.Error("damaged queue file could not be moved aside", "err", err)
+		return
+	}
+	_ = q.db.Close()
+	db, err := q.openFresh()
+	if err == nil {
+		q.db = db
+		err = q.load()
+	}
+	if err != nil {
+		// Leave the queue closed rather than writing to a broken file; the
+		// agent keeps making live decisions.
+		q.closed = true
+		q.log.Error("queue unavailable after moving a damaged file aside", "err", err)
+		return
+	}
+	clear(q.leased)
+	q.publishLocked()
+}
+
+// removeOldCorrupt deletes moved-aside files older than the TTL: they
+// hold faces too, and no face stays on disk much past the TTL.
+func (q *Queue) removeOldCorrupt() {
+	matches, _ := filepath.Glob(q.path + corruptInfix + "*")
+	now := q.opt.now()
+	for _, m := range matches {
+		stamp := strings.TrimPrefix(m, q.path+corruptInfix)
+		if len(stamp) > len(corruptTime) {
+			stamp = stamp[:len(corruptTime)]
+		}
+		t, err := time.Parse(corruptTime, stamp)
+		if err != nil || now.Sub(t) < q.cfg.TTL {
+			continue
+		}
+		if err := os.Remove(m); err == nil {
+			q.log.Info("deleted a damaged queue file older than the TTL", "path", m)
+		}
+	}
+}
+
+// verify reads every bucket, key and value and runs bbolt's consistency
+// check. It runs under guard first, so that bbolt's own checker (which
+// runs on a goroutine of its own, beyond recover) only sees pages that
+// were already read safely.
+func verify(db *bolt.DB) error {
+	return guard(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			var sink byte
+			err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				return b.ForEach(func(k, v []byte) error {
+					if len(v) > 0 {
+						sink ^= v[0] ^ v[len(v)-1]
+					}
+					return nil
+				})
+			})
+			_ = sink
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			var problems []string
+			for err := range tx.Check() {
+				if len(problems) < 5 {
+					problems = append(problems, err.Error())
+				}
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(problems, "; "))
+			}
+			return nil
+		})
+	})
+}
+
+// bbolt's on-disk layout (go.etcd.io/bbolt/internal/common, format
+// version 2): a 16-byte page header, then on pages 0 and 1 the meta.
+const (
+	boltMagic       = 0xED0CDAED
+	boltVersion     = 2
+	pageHeaderSize  = 16
+	metaSize        = 64
+	metaSumOffset   = 56
+	flagBranch      = 0x01
+	flagLeaf        = 0x02
+	flagFreelist    = 0x10
+	pgidNoFreelist  = ^uint64(0)
+	maxBoltPageSize = 1 << 24
+)
+
+type boltMeta struct {
+	pageSize             uint32
+	root, freelist, pgid uint64
+	txid                 uint64
+}
+
+func parseMeta(b []byte) (boltMeta, bool) {
+	if len(b) < pageHeaderSize+metaSize {
+		return boltMeta{}, false
+	}
+	m := b[pageHeaderSize : pageHeaderSize+metaSize]
+	le := binary.NativeEndian
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
+		return boltMeta{}, false
+	}
+	h := fnv.New64a()
+	h.Write(m[:metaSumOffset])
+	if h.Sum64() != le.Uint64(m[metaSumOffset:]) {
+		return boltMeta{}, false
+	}
+	return boltMeta{
+		pageSize: le.Uint32(m[8:]),
+		root:     le.Uint64(m[16:]),
+		freelist: le.Uint64(m[32:]),
+		pgid:     le.Uint64(m[40:]),
+		txid:     le.Uint64(m[48:]),
+	}, true
+}
+
+// checkLayout checks what bbolt.Open relies on: a valid meta page (the
+// newer of the two, as bbolt picks), a file long enough for every page the
+// meta counts, and a freelist page whose IDs are all in range.
+func checkLayout(f *os.File, size int64) error {
+	buf := make([]byte, 4096)
+	n, _ := f.ReadAt(buf, 0)
+	m0, ok0 := parseMeta(buf[:n])
+	var m1 boltMeta
+	var ok1 bool
+	if ok0 {
+		if n, _ := f.ReadAt(buf, int64(m0.pageSize)); n > 0 {
+			m1, ok1 = parseMeta(buf[:n])
+		}
+	} else {
+		// bbolt looks for the second meta page at every power-of-two size.
+		for i := 0; i <= 14 && !ok1; i++ {
+			if n, _ := f.ReadAt(buf, int64(1024<<i)); n > 0 {
+				m1, ok1 = parseMeta(buf[:n])
+			}
+		}
+	}
+	m := m0
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
+		m = m1
+	case !ok0 && !ok1:
+		return fmt.Errorf("%w: not a bbolt database (no valid meta page)", ErrCorrupt)
+	}
+	ps := uint64(m.pageSize)
+	if ps < 512 || ps > maxBoltPageSize || ps&(ps-1) != 0 {
+		return fmt.Errorf("%w: page size %d", ErrCorrupt, ps)
+	}
+	if m.pgid < 3 {
+		return fmt.Errorf("%w: %d pages", ErrCorrupt, m.pgid)
+	}
+	if m.pgid > uint64(size)/ps {
+		return fmt.Errorf("%w: truncated: %d bytes, the meta page counts %d pages of %d", ErrCorrupt, size, m.pgid, ps)
+	}
+	if m.root < 2 || m.root >= m.pgid {
+		return fmt.Errorf("%w: root page %d out of range", ErrCorrupt, m.root)
+	}
+	hdr := make([]byte, pageHeaderSize+8)
+	if _, err := f.ReadAt(hdr, int64(m.root*ps)); err != nil {
+		return fmt.Errorf("%w: root page: %v", ErrCorrupt, err)
+	}
+	le := binary.NativeEndian
+	if le.Uint64(hdr) != m.root || le.Uint16(hdr[8:])&(flagBranch|flagLeaf) == 0 {
+		return fmt.Errorf("%w: root page %d is not a tree page", ErrCorrupt, m.root)
+	}
+	if m.freelist == pgidNoFreelist {
+		return nil
+	}
+	if m.freelist < 2 || m.freelist >= m.pgid {
+		return fmt.Errorf("%w: freelist page %d out of range", ErrCorrupt, m.freelist)
+	}
+	if _, err := f.ReadAt(hdr, int64(m.freelist*ps)); err != nil {
+		return fmt.Errorf("%w: freelist page: %v", ErrCorrupt, err)
+	}
+	if le.Uint64(hdr) != m.freelist || le.Uint16(hdr[8:])&flagFreelist == 0 {
+		return fmt.Errorf("%w: freelist page %d has the wrong type", ErrCorrupt, m.freelist)
+	}
+	count, start := uint64(le.Uint16(hdr[10:])), uint64(pageHeaderSize)
+	overflow := uint64(le.Uint32(hdr[12:]))
+	if count == 0xFFFF {
+		count, start = le.Uint64(hdr[16:]), pageHeaderSize+8
+	}
+	if m.freelist+overflow >= m.pgid || start+count*8 > (overflow+1)*ps || count > m.pgid {
+		return fmt.Errorf("%w: freelist page %d is inconsistent", ErrCorrupt, m.freelist)
+	}
+	ids := make([]byte, count*8)
+	if _, err := f.ReadAt(ids, int64(m.freelist*ps+start)); err != nil {
+		return fmt.Errorf("%w: freelist: %v", ErrCorrupt, err)
+	}
+	for i := uint64(0); i < count; i++ {
+		if id := le.Uint64(ids[i*8:]); id < 2 || id >= m.pgid {
+			return fmt.Errorf("%w: freelist names page %d, beyond the file", ErrCorrupt, id)
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	return nil
+}
