@@ -258,7 +258,7 @@ func (c *Client) Authenticate(ctx context.Context, req AuthenticateRequest, opts
 		}
 		r, derr := decodeAuthenticate(rb)
 		if r != nil {
-			c.reportUnknown(epAuthenticate, r.unknownValues())
+			c.reportUnknown(epAuthenticate, r.unknownValues(), c.deviceToken)
 		}
 		if derr != nil {
 			return r, c.malformed(method, path, code, derr)
@@ -321,9 +321,9 @@ func getJSON[T unknownReporter](c *Client, ctx context.Context, endpoint, rel, i
 	}
 	r, derr := decode(body)
 	if derr != nil {
-		return r, c.malformed(method, path, code, derr)
+		return r, c.malformed(method, path, code, derr, token)
 	}
-	c.reportUnknown(endpoint, r.unknownValues())
+	c.reportUnknown(endpoint, r.unknownValues(), token)
 	return r, nil
 }
 
@@ -331,16 +331,17 @@ func (c *Client) path(rel string) string {
 	return strings.TrimSuffix(c.base.EscapedPath(), "/") + "/" + rel
 }
 
-func (c *Client) malformed(method, path string, code int, detail error) error {
+func (c *Client) malformed(method, path string, code int, detail error, userToken ...string) error {
+	secrets := append([]string{c.apiKey, c.deviceToken}, userToken...)
 	return fmt.Errorf("incode %s %s: HTTP %d: %w: %s", method, path, code, ErrMalformed,
-		redact(detail.Error(), c.apiKey, c.deviceToken))
+		clip(redact(detail.Error(), secrets...), 200))
 }
 
-func (c *Client) reportUnknown(endpoint string, vals [][2]string) {
+func (c *Client) reportUnknown(endpoint string, vals [][2]string, token string) {
 	for _, v := range vals {
 		c.m.unknown.WithLabelValues(v[0]).Inc()
 		c.log.Warn("incode answer has a value the API document does not list",
-			"endpoint", endpoint, "field", v[0], "value", clip(redact(v[1], c.apiKey, c.deviceToken), 64))
+			"endpoint", endpoint, "field", v[0], "value", clip(redact(v[1], c.apiKey, c.deviceToken, token), 64))
 	}
 }
 
@@ -437,7 +438,7 @@ func (c *Client) do(ctx context.Context, cl call) (int, []byte, error) {
 			return 0, nil, fmt.Errorf("incode %s %s: HTTP %d: reading body: %w", cl.method, cl.path, resp.StatusCode, cerr)
 		}
 		if ok {
-			return 0, nil, c.malformed(cl.method, cl.path, resp.StatusCode, fmt.Errorf("body truncated after %d bytes: %v", len(body), rerr))
+			return 0, nil, c.malformed(cl.method, cl.path, resp.StatusCode, fmt.Errorf("body truncated after %d bytes: %v", len(body), rerr), cl.token)
 		}
 		// An error answer cut short is still that error answer.
 	}

@@ -47,7 +47,8 @@ func decodeAuthenticate(body []byte) (*AuthenticateResponse, error) {
 	}
 	switch {
 	case !r.Status.Known():
-		return &r, fmt.Errorf("status %q is not PASS or FAIL", clip(string(r.Status), 32))
+		// Not clipped here: the caller redacts secrets first, then clips.
+		return &r, fmt.Errorf("status %q is not PASS or FAIL", r.Status)
 	case r.Status == StatusPass && r.AuthenticationID == "":
 		return &r, errors.New("PASS without authenticationId")
 	}

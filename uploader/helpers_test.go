@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -145,3 +146,7 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newTestResponse(code int) *http.Response {
+	return &http.Response{StatusCode: code, Header: http.Header{}}
+}

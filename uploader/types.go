@@ -40,7 +40,7 @@ type AuthenticateResponse struct {
 // authenticate response's "error" field.
 type ErrorBody struct {
 	Timestamp Timestamp `json:"timestamp,omitzero"`
-	Status    int       `json:"status,omitempty"`
+	Status    int       `json:"status"`
 	Error     string    `json:"error,omitempty"`
 	Message   string    `json:"message,omitempty"`
 	Path      string    `json:"path,omitempty"`
