@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // The file holds four buckets. Metadata and image bytes live apart so that
@@ -19,12 +21,54 @@ import (
 var (
 	bucketPending = []byte("pending") // seq -> header
 	bucketDead    = []byte("dead")    // seq -> header
-	bucketBlobs   = []byte("blobs")   // seq -> raw JPEG, or nonce+AES-GCM ciphertext
+	bucketBlobs   = []byte("blobs")   // seq -> bucket {"d": raw JPEG, or nonce+AES-GCM ciphertext}
 	bucketMeta    = []byte("meta")    // format version, key check value; its sequence numbers items
 
 	keyFormat   = []byte("format")
 	keyKeyCheck = []byte("keycheck")
 )
+
+// blobStore keeps each image in a bucket of its own. bbolt writes a leaf
+// node whole and keeps up to four values in one, so images stored side by
+// side would be rewritten whenever a neighbour is added or removed; in
+// their own bucket they are written once and only freed afterwards.
+type blobStore struct{ b *bolt.Bucket }
+
+var keyData = []byte("d")
+
+func blobsOf(tx *bolt.Tx) blobStore { return blobStore{tx.Bucket(bucketBlobs)} }
+
+func (s blobStore) Get(k []byte) []byte {
+	if b := s.b.Bucket(k); b != nil {
+		return b.Get(keyData)
+	}
+	return nil
+}
+
+func (s blobStore) Put(k, blob []byte) error {
+	if s.b.Bucket(k) != nil {
+		if err := s.b.DeleteBucket(k); err != nil {
+			return err
+		}
+	}
+	b, err := s.b.CreateBucket(k)
+	if err != nil {
+		return err
+	}
+	return b.Put(keyData, blob)
+}
+
+func (s blobStore) Delete(k []byte) error {
+	if s.b.Bucket(k) == nil {
+		return s.b.Delete(k) // not a bucket: a stray value, if anything
+	}
+	return s.b.DeleteBucket(k)
+}
+
+// ForEach visits every image key.
+func (s blobStore) ForEach(fn func(k []byte) error) error {
+	return s.b.ForEach(func(k, _ []byte) error { return fn(k) })
+}
 
 // formatVersion is written to the meta bucket and to every header.
 const formatVersion = 1

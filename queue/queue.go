@@ -46,6 +46,20 @@ type Item struct {
 	Size       int       // JPEG bytes, also set when JPEG is not loaded (List)
 }
 
+// String describes the item without its image, so that printing an Item
+// never dumps biometric data.
+func (it Item) String() string {
+	return fmt.Sprintf("item seq=%d id=%s source=%q captured=%s attempts=%d next=%s size=%d last_error=%q",
+		it.Seq, it.ID, it.Source, it.CapturedAt.UTC().Format(time.RFC3339), it.Attempts,
+		it.NextAttempt.UTC().Format(time.RFC3339), max(it.Size, len(it.JPEG)), it.LastError)
+}
+
+// LogValue keeps the image out of structured logs.
+func (it Item) LogValue() slog.Value {
+	return slog.GroupValue(slog.Uint64("seq", it.Seq), slog.String("id", it.ID), slog.String("source", it.Source),
+		slog.Int("attempts", it.Attempts), slog.Int("size", max(it.Size, len(it.JPEG))))
+}
+
 // Stats summarises the queue. Bytes and DeadBytes are what the items cost
 // on disk (headers, images as stored, keys); the two together are bounded
 // by queue.max_bytes.
@@ -209,7 +223,7 @@ func (q *Queue) load() error {
 			} else if len(v) != 1 || v[0] != formatVersion {
 				return fmt.Errorf("queue file %s has format %v, this kioskd reads format %d: move it away or use a newer kioskd", q.path, v, formatVersion)
 			}
-			blobs := tx.Bucket(bucketBlobs)
+			blobs := blobsOf(tx)
 			seen := map[uint64]bool{}
 			for _, bn := range [][]byte{bucketPending, bucketDead} {
 				b := tx.Bucket(bn)
@@ -252,7 +266,7 @@ func (q *Queue) load() error {
 			}
 			// Images whose header is gone cannot be delivered.
 			var orphans [][]byte
-			_ = blobs.ForEach(func(k, _ []byte) error {
+			_ = blobs.ForEach(func(k []byte) error {
 				if seq, ok := keySeq(k); !ok || !seen[seq] {
 					orphans = append(orphans, append([]byte(nil), k...))
 				}
@@ -387,7 +401,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 		if err := tx.Bucket(bucketPending).Put(k, hb); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketBlobs).Put(k, blob); err != nil {
+		if err := blobsOf(tx).Put(k, blob); err != nil {
 			return err
 		}
 		it.Seq = seq
@@ -428,7 +442,7 @@ type dropped struct {
 // oldest dead letters, until the queue is within max_items and max_bytes.
 func (q *Queue) enforceBounds(tx *bolt.Tx, n *counts, keep uint64) ([]dropped, error) {
 	var out []dropped
-	blobs := tx.Bucket(bucketBlobs)
+	blobs := blobsOf(tx)
 	for n.pending+n.dead > q.cfg.MaxItems || n.pendingBytes+n.deadBytes > int64(q.cfg.MaxBytes) {
 		victim, dead := []byte(nil), false
 		if k, _ := tx.Bucket(bucketPending).Cursor().First(); k != nil {
@@ -496,7 +510,7 @@ func (q *Queue) lease(ignoreDue bool) (*Item, error) {
 			why   string
 		)
 		err := q.view("lease", func(tx *bolt.Tx) error {
-			blobs := tx.Bucket(bucketBlobs)
+			blobs := blobsOf(tx)
 			c := tx.Bucket(bucketPending).Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				seq, _ := keySeq(k)
@@ -576,7 +590,7 @@ func (q *Queue) Ack(seq uint64) error {
 	var cost int64
 	err := q.update("ack", func(tx *bolt.Tx) error {
 		k := seqKey(seq)
-		b, blobs := tx.Bucket(bucketPending), tx.Bucket(bucketBlobs)
+		b, blobs := tx.Bucket(bucketPending), blobsOf(tx)
 		hv := b.Get(k)
 		if hv == nil {
 			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
@@ -624,7 +638,7 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 		if h, err = decodeHeader(hv); err != nil {
 			return err
 		}
-		oldCost := itemCost(hv, tx.Bucket(bucketBlobs).Get(k))
+		oldCost := itemCost(hv, blobsOf(tx).Get(k))
 		h.Attempts++
 		h.LastError = clip(reason, maxErrorLen)
 		if h.Attempts >= q.cfg.MaxAttempts {
@@ -708,7 +722,7 @@ func (q *Queue) deadLetterLocked(seq uint64, reason, drop string) error {
 		if hv == nil {
 			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
 		}
-		blobLen := len(tx.Bucket(bucketBlobs).Get(k))
+		blobLen := len(blobsOf(tx).Get(k))
 		h, err := decodeHeader(hv)
 		if err != nil {
 			// Keep what can be kept: the header is rebuilt around the key.
@@ -828,7 +842,7 @@ func (q *Queue) RetryDead() (int, error) {
 	n := q.n
 	moved := 0
 	err := q.update("retry_dead", func(tx *bolt.Tx) error {
-		dead, pending, blobs := tx.Bucket(bucketDead), tx.Bucket(bucketPending), tx.Bucket(bucketBlobs)
+		dead, pending, blobs := tx.Bucket(bucketDead), tx.Bucket(bucketPending), blobsOf(tx)
 		var keys [][]byte
 		_ = dead.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
 		for _, k := range keys {
@@ -890,7 +904,7 @@ func (q *Queue) purge(dead bool) (int, error) {
 	}
 	removed := 0
 	err := q.update("purge", func(tx *bolt.Tx) error {
-		b, blobs := tx.Bucket(name), tx.Bucket(bucketBlobs)
+		b, blobs := tx.Bucket(name), blobsOf(tx)
 		var keys [][]byte
 		_ = b.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
 		for _, k := range keys {
@@ -938,7 +952,7 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 	var next time.Time
 	var gone []dropped
 	err := q.update("expire", func(tx *bolt.Tx) error {
-		blobs := tx.Bucket(bucketBlobs)
+		blobs := blobsOf(tx)
 		for _, name := range [][]byte{bucketPending, bucketDead} {
 			b := tx.Bucket(name)
 			var keys [][]byte

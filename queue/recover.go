@@ -239,14 +239,22 @@ func verify(db *bolt.DB) error {
 	return guard(func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			var sink byte
-			err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			var walk func(b *bolt.Bucket) error
+			walk = func(b *bolt.Bucket) error {
 				return b.ForEach(func(k, v []byte) error {
+					if v == nil {
+						if child := b.Bucket(k); child != nil {
+							return walk(child)
+						}
+						return nil
+					}
 					if len(v) > 0 {
 						sink ^= v[0] ^ v[len(v)-1]
 					}
 					return nil
 				})
-			})
+			}
+			err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
 			_ = sink
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrCorrupt, err)
