@@ -4,8 +4,11 @@ package capture
 
 import (
 	"errors"
+	"fmt"
 	"image"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,30 +110,381 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithAttemptStore persists the attempt cap.
 func WithAttemptStore(st AttemptStore) Option { return func(o *options) { o.store = st } }
 
-// Selector detects, scores and selects frames. Process and Analyze must be
-// called from one goroutine; SetBusy may be called from any.
+// Selector detects, scores and selects frames. Process, Analyze, Encode and
+// Close belong to the frame-loop goroutine (they use Mats); SetBusy may be
+// called from any goroutine.
 type Selector struct {
-	cfg config.Capture
-	log *slog.Logger
+	cfg   config.Capture
+	log   *slog.Logger
+	now   func() time.Time
+	store AttemptStore
+	m     *metrics
+
+	det  *detector
+	sc   *scorer
+	enc  *encoder
+	eyes *gocv.CascadeClassifier
+
+	// Selection state, owned by the frame loop.
+	state        selState
+	streak       int       // consecutive frames with a face while idle
+	absent       int       // consecutive frames without a face
+	firstSeen    time.Time // first frame of the current presence
+	windowStart  time.Time // first accepted frame after presence
+	best         gocv.Mat  // copy of the best accepted frame in the window
+	bestA        Analysis
+	bestTS       time.Time
+	haveBest     bool
+	lastGuidance []Reason
+	said         bool // guidance was shown for this presence
+	lockNotified bool
+	attempts     []time.Time
+
+	cooldownAt time.Time
+
+	mu           sync.Mutex
+	busy         bool
+	cooldownFrom time.Time // set by SetBusy(false); zero when none pending
 }
+
+type selState int
+
+const (
+	stIdle     selState = iota // waiting for presence_frames consecutive faces
+	stPresent                  // collecting the best accepted frame of the window
+	stCooldown                 // a shot was taken; wait for the face to leave or the cooldown
+)
 
 // New loads the cascades and registers the metrics.
 func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Selector, error) {
-	return &Selector{cfg: cfg, log: log}, nil
-}
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.MinFacePx <= 0 || cfg.PresenceFrames <= 0 || cfg.AbsentFrames <= 0 || cfg.FullSearchEvery <= 0 || cfg.JPEGQuality <= 0 {
+		return nil, errors.New("capture: configuration without defaults (use config.Default or config.Load)")
+	}
+	face, win, err := loadCascade(cfg.Cascade)
+	if err != nil {
+		return nil, fmt.Errorf("capture: face cascade: %w", err)
+	}
+	s := &Selector{cfg: cfg, log: log, now: o.now, store: o.store, best: gocv.NewMat()}
+	if cfg.EyesCascade != "" {
+		eyes, ewin, err := loadCascade(cfg.EyesCascade)
+		if err != nil {
+			face.Close()
+			s.best.Close()
+			return nil, fmt.Errorf("capture: eyes cascade: %w", err)
+		}
+		s.eyes = &eyes
+		s.sc = newScorer(cfg, s.eyes, ewin)
+	} else {
+		s.sc = newScorer(cfg, nil, image.Point{})
+	}
+	minDetect := max(int(float64(cfg.MinFacePx)*detectMargin), win.X)
+	s.det = newDetector(face, win, minDetect, cfg.DetectWidth)
+	warned := map[int]bool{}
+	s.det.warnSmall = func(effective int) {
+		if !warned[effective] {
+			warned[effective] = true
+			log.Warn("capture: detect_width too small for min_face_px; faces below the effective minimum are not found",
+				"detect_width", cfg.DetectWidth, "min_face_px", cfg.MinFacePx, "effective_min_face_px", effective, "cascade_window_px", win.X)
+		}
+	}
+	s.enc = &encoder{quality: cfg.JPEGQuality, maxSide: cfg.MaxSide, crop: cfg.Crop, margin: cfg.CropMargin, now: o.now, resized: gocv.NewMat()}
 
-// Process analyses one frame of the live loop and advances the selection.
-func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
-	return Event{}, errors.New("capture: not implemented")
+	if s.store == nil && cfg.AttemptsPath != "" {
+		s.store = NewFileAttemptStore(cfg.AttemptsPath)
+	}
+	if s.store != nil {
+		at, err := s.store.Load()
+		if err != nil {
+			// A damaged file must not keep the door from working; the cap
+			// restarts empty and says so.
+			log.Warn("capture: attempt history unreadable, starting empty", "err", err)
+		}
+		s.attempts = at
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.m = m
+	log.Info("capture: ready", "cascade", cfg.Cascade, "window_px", win.X, "min_face_px", cfg.MinFacePx,
+		"detect_min_face_px", minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "")
+	return s, nil
 }
-
-// Analyze reports the quality of one frame without touching selection state.
-func (s *Selector) Analyze(frame gocv.Mat) (Analysis, error) {
-	return Analysis{}, errors.New("capture: not implemented")
-}
-
-// SetBusy is true while a decision is in flight.
-func (s *Selector) SetBusy(busy bool) {}
 
 // Close releases the cascades and buffers.
-func (s *Selector) Close() error { return nil }
+func (s *Selector) Close() error {
+	if s.det != nil {
+		s.det.Close()
+		s.det = nil
+	}
+	if s.sc != nil {
+		s.sc.Close()
+		s.sc = nil
+	}
+	if s.enc != nil {
+		s.enc.Close()
+		s.enc = nil
+	}
+	if s.eyes != nil {
+		s.eyes.Close()
+		s.eyes = nil
+	}
+	s.best.Close()
+	return nil
+}
+
+// SetBusy is true while a decision is in flight: frames are not analysed.
+// False starts the cooldown, so the same presence does not trigger again.
+func (s *Selector) SetBusy(busy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy && !busy {
+		s.cooldownFrom = s.now()
+	}
+	s.busy = busy
+}
+
+// DetectWidth reports the width of the detection image for frames of the
+// given width under this configuration.
+func (s *Selector) DetectWidth(frameWidth int) int {
+	return DetectWidth(frameWidth, s.det.minFace, s.det.win.X, s.cfg.DetectWidth)
+}
+
+// Analyze reports the quality of one frame with a whole-frame search and
+// touches no selection state (snapshot, tuning).
+func (s *Selector) Analyze(frame gocv.Mat) (Analysis, error) {
+	if s.det == nil {
+		return Analysis{}, errors.New("capture: selector closed")
+	}
+	if why := validFrame(frame); why != "" {
+		return Analysis{Reasons: []Reason{ReasonInvalidFrame}, Thresholds: s.sc.thresholds(0)}, nil
+	}
+	saved := *s.det
+	res := s.det.detect(frame, false, 0, 1)
+	// A whole-frame search must not disturb the live loop's tracking.
+	s.det.last, s.det.sinceFull, s.det.haveThumb, s.det.lastEmpty = saved.last, saved.sinceFull, saved.haveThumb, saved.lastEmpty
+	return s.sc.analyse(frame, res.faces), nil
+}
+
+// Encode makes the upload JPEG of frame around face (whole frame unless
+// crop is configured).
+func (s *Selector) Encode(frame gocv.Mat, face image.Rectangle) (*Shot, error) {
+	if s.enc == nil {
+		return nil, errors.New("capture: selector closed")
+	}
+	return s.enc.encode(frame, face)
+}
+
+// Process analyses one frame of the live loop and advances the selection:
+// presence in presence_frames consecutive frames, then the best accepted
+// frame of the window becomes an EventShot; after it, cooldown until the
+// face leaves or the cooldown passes; attempts are capped per attempt_window.
+func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
+	if s.det == nil {
+		return Event{}, errors.New("capture: selector closed")
+	}
+	now := s.now()
+	s.mu.Lock()
+	busy, cooldownFrom := s.busy, s.cooldownFrom
+	s.cooldownFrom = time.Time{}
+	s.mu.Unlock()
+	if busy {
+		return Event{Kind: EventNone}, nil
+	}
+	if !cooldownFrom.IsZero() {
+		s.enterCooldown(cooldownFrom)
+	}
+
+	if until, locked := s.lockedUntil(now); locked {
+		if !s.lockNotified {
+			s.lockNotified = true
+			s.m.lockouts.Inc()
+			s.resetPresence()
+			s.log.Info("capture: attempt cap reached, locked out", "until", until, "max_attempts", s.cfg.MaxAttempts)
+			return Event{Kind: EventLockout, Until: until}, nil
+		}
+		return Event{Kind: EventNone}, nil
+	} else if s.lockNotified {
+		s.lockNotified = false
+		s.det.reset()
+		return Event{Kind: EventIdle}, nil
+	}
+
+	if why := validFrame(frame); why != "" {
+		s.m.rejections[ReasonInvalidFrame].Inc()
+		s.log.Debug("capture: invalid frame", "why", why)
+		return Event{Kind: EventNone, Analysis: Analysis{Reasons: []Reason{ReasonInvalidFrame}}}, nil
+	}
+
+	start := time.Now()
+	res := s.det.detect(frame, true, s.cfg.ChangeThreshold, s.cfg.FullSearchEvery)
+	if res.ran {
+		s.m.detect.Observe(time.Since(start).Seconds())
+	}
+	a := s.sc.analyse(frame, res.faces)
+	if res.ran {
+		for _, r := range a.Reasons {
+			s.m.rejections[r].Inc()
+		}
+	}
+	return s.advance(frame, ts, now, a)
+}
+
+func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event, error) {
+	face := len(a.Faces) > 0
+	if face {
+		s.absent = 0
+	} else {
+		s.absent++
+	}
+	switch s.state {
+	case stCooldown:
+		left := s.absent >= s.cfg.AbsentFrames
+		if left || now.Sub(s.cooldownAt) >= s.cfg.Cooldown {
+			s.resetPresence()
+			if left {
+				return Event{Kind: EventIdle, Analysis: a}, nil
+			}
+			return s.advance(frame, ts, now, a)
+		}
+		return Event{Kind: EventNone, Analysis: a}, nil
+
+	case stIdle:
+		if !face {
+			s.streak = 0
+			if s.said && s.absent >= s.cfg.AbsentFrames {
+				s.said, s.lastGuidance = false, nil
+				return Event{Kind: EventIdle, Analysis: a}, nil
+			}
+			return Event{Kind: EventNone, Analysis: a}, nil
+		}
+		if s.streak == 0 {
+			s.firstSeen = ts
+		}
+		s.streak++
+		if s.streak < s.cfg.PresenceFrames {
+			return s.guidance(a), nil
+		}
+		s.state = stPresent
+		fallthrough
+
+	case stPresent:
+		if face && a.Accepted {
+			if s.windowStart.IsZero() {
+				s.windowStart = ts
+			}
+			if !s.haveBest || a.Score > s.bestA.Score {
+				frame.CopyTo(&s.best)
+				s.bestA, s.bestTS, s.haveBest = a, ts, true
+			}
+		}
+		elapsed := s.haveBest && ts.Sub(s.windowStart) >= s.cfg.Window
+		left := !face && s.absent >= s.cfg.AbsentFrames
+		if elapsed || (left && s.haveBest) {
+			return s.shoot(now, a)
+		}
+		if left {
+			s.resetPresence()
+			return Event{Kind: EventIdle, Analysis: a}, nil
+		}
+		if face {
+			return s.guidance(a), nil
+		}
+		return Event{Kind: EventNone, Analysis: a}, nil
+	}
+	return Event{Kind: EventNone, Analysis: a}, nil
+}
+
+// guidance reports a rejected face when what to say changes; an empty
+// Reasons list means the face is fine now and a shot is coming.
+func (s *Selector) guidance(a Analysis) Event {
+	var reasons []Reason
+	if !a.Accepted {
+		reasons = a.Reasons
+	}
+	if s.said && slices.Equal(reasons, s.lastGuidance) || !s.said && reasons == nil {
+		return Event{Kind: EventNone, Analysis: a}
+	}
+	s.said, s.lastGuidance = true, reasons
+	return Event{Kind: EventGuidance, Reasons: reasons, Analysis: a}
+}
+
+func (s *Selector) shoot(now time.Time, a Analysis) (Event, error) {
+	shot, err := s.enc.encode(s.best, s.bestA.Faces[0])
+	firstSeen, best, bestTS := s.firstSeen, s.bestA, s.bestTS
+	s.enterCooldown(now)
+	if err != nil {
+		return Event{Kind: EventNone, Analysis: a}, fmt.Errorf("capture: %w", err)
+	}
+	shot.CapturedAt, shot.FirstSeen, shot.Score = bestTS, firstSeen, best.Score
+	s.recordAttempt(now)
+	s.m.shots.Inc()
+	return Event{Kind: EventShot, Shot: shot, Analysis: best}, nil
+}
+
+func (s *Selector) enterCooldown(from time.Time) {
+	s.state = stCooldown
+	s.cooldownAt = from
+	s.streak = 0
+	s.windowStart = time.Time{}
+	s.haveBest = false
+	s.lastGuidance, s.said = nil, false
+}
+
+func (s *Selector) resetPresence() {
+	s.state = stIdle
+	s.streak = 0
+	s.absent = 0
+	s.windowStart = time.Time{}
+	s.haveBest = false
+	s.lastGuidance, s.said = nil, false
+}
+
+// recentAttempts drops attempts older than the window.
+func (s *Selector) recentAttempts(now time.Time) []time.Time {
+	keep := s.attempts[:0]
+	for _, t := range s.attempts {
+		if now.Sub(t) < s.cfg.AttemptWindow && !t.After(now.Add(time.Minute)) {
+			keep = append(keep, t)
+		}
+	}
+	s.attempts = keep
+	return keep
+}
+
+// lockedUntil derives the lockout from the attempt history alone, so that
+// it survives a restart: with max_attempts in the window, the device is
+// locked until both the lockout after the last attempt has passed and the
+// window has room again.
+func (s *Selector) lockedUntil(now time.Time) (time.Time, bool) {
+	if s.cfg.MaxAttempts <= 0 {
+		return time.Time{}, false
+	}
+	recent := s.recentAttempts(now)
+	if len(recent) < s.cfg.MaxAttempts {
+		return time.Time{}, false
+	}
+	last := recent[len(recent)-1]
+	until := last.Add(s.cfg.Lockout)
+	if free := recent[len(recent)-s.cfg.MaxAttempts].Add(s.cfg.AttemptWindow); free.After(until) {
+		until = free
+	}
+	return until, now.Before(until)
+}
+
+func (s *Selector) recordAttempt(now time.Time) {
+	if s.cfg.MaxAttempts <= 0 {
+		return
+	}
+	s.attempts = append(s.recentAttempts(now), now)
+	if s.store != nil {
+		if err := s.store.Save(slices.Clone(s.attempts)); err != nil {
+			s.log.Warn("capture: cannot persist attempt history", "err", err)
+		}
+	}
+}

@@ -48,7 +48,7 @@ func (c *Capture) defaults() {
 	c.MinFacePx = 120
 	c.MaxFaceFraction = 0.9
 	c.MaxCenterOffset = 0.3
-	c.MinSharpness = 20
+	c.MinSharpness = 60
 	c.MinBrightness = 50
 	c.MaxBrightness = 210
 	c.MinContrast = 20
