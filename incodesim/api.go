@@ -84,6 +84,8 @@ type apiError struct {
 
 func (s *Sim) api(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	rec := s.newRecord(r)
 	defer func() { s.addRecord(rec, start) }()
 

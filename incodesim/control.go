@@ -143,6 +143,14 @@ func (s *Sim) control(w http.ResponseWriter, r *http.Request) {
 		if allow(http.MethodGet) {
 			s.writeJSON(w, nil, http.StatusOK, s.Webhooks())
 		}
+	case "/_sim/status":
+		if allow(http.MethodGet) {
+			s.mu.Lock()
+			st := map[string]any{"inFlight": s.inFlight.Load(), "hanging": s.hanging.Load(),
+				"enrolled": len(s.ids), "requests": len(s.records), "script": s.script.texts()}
+			s.mu.Unlock()
+			s.writeJSON(w, nil, http.StatusOK, st)
+		}
 	case "/_sim/identities":
 		if allow(http.MethodGet) {
 			s.writeJSON(w, nil, http.StatusOK, s.identities())

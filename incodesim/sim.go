@@ -65,6 +65,8 @@ type Sim struct {
 	// hanging counts requests held by a scripted hang, so that tests can
 	// tell when one is being held.
 	hanging atomic.Int32
+	// inFlight counts API requests being served (GET /_sim/status).
+	inFlight atomic.Int32
 
 	mu        sync.Mutex
 	closed    bool

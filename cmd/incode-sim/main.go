@@ -36,7 +36,7 @@ Eileen_Collins.jpg is "Eileen Collins"); everyone else FAILs with faceMatchFaile
   half  html  garbage  wrongshape  noauthid
 Prefix an item with authentication:, verification: or userinfo: to aim it at that
 endpoint (e.g. userinfo:http:503); unprefixed items apply to authenticate.
-Control endpoints: GET /_sim/requests, GET /_sim/webhooks, GET /_sim/identities,
+Control endpoints: GET /_sim/requests, /_sim/webhooks, /_sim/identities, /_sim/status,
 GET|POST /_sim/script, POST /_sim/reset, POST /_sim/enroll.
 When ready it prints "incode-sim listening on http://ADDR" on stdout; SIGINT or
 SIGTERM stops it.
@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 	}
 	var (
 		listen       = fs.String("listen", "127.0.0.1:8080", "`ADDR` to listen on (port 0 picks a free port; the line on stdout gives the real one)")
@@ -208,6 +208,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	<-served
 	return 0
+}
+
+// printFlags lists the flags the way they are written in the docs, with two
+// dashes.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // secret picks a flag value, else a file's first line, else the
