@@ -136,8 +136,8 @@ type Selector struct {
 	bestTS       time.Time
 	haveBest     bool
 	lastGuidance []Reason
-	said         bool // guidance was shown for this presence
-	lockNotified bool
+	said         bool      // guidance was shown for this presence
+	lockUntil    time.Time // while stLocked
 	attempts     []time.Time
 
 	cooldownAt time.Time
@@ -153,6 +153,7 @@ const (
 	stIdle     selState = iota // waiting for presence_frames consecutive faces
 	stPresent                  // collecting the best accepted frame of the window
 	stCooldown                 // a shot was taken; wait for the face to leave or the cooldown
+	stLocked                   // attempt cap reached; no detection until lockUntil
 )
 
 // New loads the cascades and registers the metrics.
@@ -300,17 +301,11 @@ func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 		s.enterCooldown(cooldownFrom)
 	}
 
-	if until, locked := s.lockedUntil(now); locked {
-		if !s.lockNotified {
-			s.lockNotified = true
-			s.m.lockouts.Inc()
-			s.resetPresence()
-			s.log.Info("capture: attempt cap reached, locked out", "until", until, "max_attempts", s.cfg.MaxAttempts)
-			return Event{Kind: EventLockout, Until: until}, nil
+	if s.state == stLocked {
+		if now.Before(s.lockUntil) {
+			return Event{Kind: EventNone}, nil
 		}
-		return Event{Kind: EventNone}, nil
-	} else if s.lockNotified {
-		s.lockNotified = false
+		s.resetPresence()
 		s.det.reset()
 		return Event{Kind: EventIdle}, nil
 	}
@@ -369,6 +364,15 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 		s.streak++
 		if s.streak < s.cfg.PresenceFrames {
 			return s.guidance(a), nil
+		}
+		if until, locked := s.lockedUntil(now); locked {
+			// The cap shows when someone actually tries again, not to the
+			// next person right after the last allowed attempt.
+			s.resetPresence()
+			s.state, s.lockUntil = stLocked, until
+			s.m.lockouts.Inc()
+			s.log.Info("capture: attempt cap reached, locked out", "until", until, "max_attempts", s.cfg.MaxAttempts, "attempt_window", s.cfg.AttemptWindow)
+			return Event{Kind: EventLockout, Until: until, Analysis: a}, nil
 		}
 		s.state = stPresent
 		fallthrough

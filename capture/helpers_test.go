@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"image"
 	"log/slog"
 	"sync"
 	"testing"
@@ -134,3 +135,5 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 	t.Fatalf("metric %s{%s} not found", name, label)
 	return 0
 }
+
+func imageRect(w, h int) image.Rectangle { return image.Rect(0, 0, w, h) }
