@@ -101,6 +101,12 @@ func (d *Drainer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		// The state is looked at afresh below: a notification of an
+		// enqueue that already happened would only cause a second look.
+		select {
+		case <-d.q.notify:
+		default:
+		}
 		if _, err := d.q.Expire(); errors.Is(err, ErrClosed) {
 			return err
 		}

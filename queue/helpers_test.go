@@ -248,3 +248,5 @@ func corruptFiles(t *testing.T, path string) []string {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
