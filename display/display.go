@@ -419,6 +419,10 @@ func (s *Server) servePreview(w http.ResponseWriter, r *http.Request) {
 	defer s.release("preview")
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+mjpegBoundary)
 	w.WriteHeader(http.StatusOK)
+	// Send the headers now: the first frame may be a while coming.
+	if err := rc.Flush(); err != nil {
+		return
+	}
 	interval := time.Duration(float64(time.Second) / s.cfg.PreviewFPS)
 	var sent uint64
 	for {

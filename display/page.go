@@ -107,7 +107,7 @@ const pageHTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="dark">
 <title>kioskd</title>
-<style>` + pageCSS + `</style>
+<style>` + styleMarker + `</style>
 </head>
 <body class="tone-{{.Tone}}" data-state="{{.State}}">
 <main>
@@ -116,10 +116,18 @@ const pageHTML = `<!doctype html>
 {{if .Preview}}<img id="preview" src="/preview.mjpeg" alt="">{{end}}
 </main>
 <p id="conn" hidden>{{.Reconnecting}}</p>
-<script>` + pageJS + `</script>
+<script>` + scriptMarker + `</script>
 </body>
 </html>
 `
+
+// The inline blocks are spliced in after the template runs: html/template
+// rewrites JS and CSS (it drops comments, for one), which would break
+// their hashes.
+const (
+	styleMarker  = "kioskdInlineStyle"
+	scriptMarker = "kioskdInlineScript"
+)
 
 type page struct {
 	tmpl         *template.Template
@@ -158,5 +166,7 @@ func (p *page) render(v view, text string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render page: %w", err)
 	}
-	return buf.Bytes(), nil
+	out := bytes.Replace(buf.Bytes(), []byte("<style>"+styleMarker+"</style>"), []byte("<style>"+pageCSS+"</style>"), 1)
+	out = bytes.Replace(out, []byte("<script>"+scriptMarker+"</script>"), []byte("<script>"+pageJS+"</script>"), 1)
+	return out, nil
 }

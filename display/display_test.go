@@ -1,0 +1,539 @@
+package display_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/display"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testConfig() config.Display {
+	return config.Default().Display
+}
+
+func newServer(t *testing.T, cfg config.Display, opts ...display.Option) *display.Server {
+	t.Helper()
+	s, err := display.New(cfg, discard(), prometheus.NewRegistry(), opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s
+}
+
+// serve runs s on a loopback port until the test ends and returns its URL.
+func serve(t *testing.T, s *display.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func get(t *testing.T, h http.Handler, path, host string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Host = host
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+var inline = regexp.MustCompile(`(?s)<(script|style)>(.*?)</(?:script|style)>`)
+
+func TestHeaders(t *testing.T) {
+	s := newServer(t, testConfig())
+	h := s.Handler()
+	for _, path := range []string{"/", "/healthz", "/nope"} {
+		rec := get(t, h, path, "127.0.0.1:8088")
+		hdr := rec.Header()
+		for k, want := range map[string]string{
+			"Cache-Control":          "no-store",
+			"X-Content-Type-Options": "nosniff",
+			"Referrer-Policy":        "no-referrer",
+		} {
+			if got := hdr.Get(k); got != want {
+				t.Errorf("%s: %s = %q, want %q", path, k, got, want)
+			}
+		}
+		csp := hdr.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'none'", "connect-src 'self'", "img-src 'self'", "frame-ancestors 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: CSP %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe") {
+			t.Errorf("%s: CSP allows unsafe sources: %q", path, csp)
+		}
+	}
+
+	rec := get(t, h, "/", "localhost:8088")
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	body := rec.Body.String()
+	csp := rec.Header().Get("Content-Security-Policy")
+	blocks := inline.FindAllStringSubmatch(body, -1)
+	if len(blocks) != 2 {
+		t.Fatalf("page has %d inline blocks, want one style and one script", len(blocks))
+	}
+	for _, b := range blocks {
+		sum := sha256.Sum256([]byte(b[2]))
+		want := b[1] + "-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q does not allow the page's inline %s (want %s)", csp, b[1], want)
+		}
+	}
+	for _, banned := range []string{"http://", "https://", "@import", "url("} {
+		if strings.Contains(body, banned) {
+			t.Errorf("page references an external resource (%q)", banned)
+		}
+	}
+	if !strings.Contains(body, "Look at the camera") || !strings.Contains(body, `lang="en"`) {
+		t.Errorf("page does not show the ready state in English")
+	}
+	if strings.Contains(body, "preview.mjpeg") {
+		t.Errorf("page shows a preview although display.preview is off")
+	}
+	if rec := get(t, h, "/preview.mjpeg", "localhost"); rec.Code != http.StatusNotFound {
+		t.Errorf("preview with display.preview off = %d, want 404", rec.Code)
+	}
+	if rec := get(t, h, "/healthz", "localhost"); rec.Code != http.StatusOK || rec.Body.String() != "ok\n" {
+		t.Errorf("healthz = %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+func TestHostCheck(t *testing.T) {
+	cfg := testConfig()
+	cfg.Listen = "kiosk-box:8088"
+	cfg.AllowedHosts = []string{"door1.example.org", "screen.lan:9000"}
+	h := newServer(t, cfg).Handler()
+	for host, want := range map[string]int{
+		"127.0.0.1:8088":          200,
+		"localhost:8088":          200,
+		"LOCALHOST.":              200,
+		"[::1]:8088":              200,
+		"192.168.1.20:8088":       200, // an IP literal cannot be rebound
+		"kiosk-box:8088":          200,
+		"door1.example.org":       200,
+		"door1.example.org:8088":  200,
+		"screen.lan:9000":         200,
+		"screen.lan:9001":         421,
+		"attacker.example":        421,
+		"attacker.example:8088":   421,
+		"localhost.attacker.com":  421,
+		"":                        421,
+		"door1.example.org.evil":  421,
+		"127.0.0.1.nip.io:8088":   421,
+		"kiosk-box.attacker:8088": 421,
+	} {
+		for _, path := range []string{"/", "/events"} {
+			if path == "/events" && want == 200 {
+				continue // a stream; checked elsewhere
+			}
+			if rec := get(t, h, path, host); rec.Code != want {
+				t.Errorf("GET %s Host %q = %d, want %d", path, host, rec.Code, want)
+			}
+		}
+	}
+}
+
+type sseEvent struct {
+	id, event, data string
+	comment         bool
+}
+
+// sseReader reads one event (or heartbeat comment) at a time.
+type sseReader struct {
+	t  *testing.T
+	br *bufio.Reader
+}
+
+func openEvents(t *testing.T, base string) (*sseReader, *http.Response) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return &sseReader{t: t, br: bufio.NewReader(resp.Body)}, resp
+}
+
+func (r *sseReader) next() sseEvent {
+	r.t.Helper()
+	var ev sseEvent
+	for {
+		line, err := r.br.ReadString('\n')
+		if err != nil {
+			r.t.Fatalf("reading the event stream: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "":
+			return ev
+		case strings.HasPrefix(line, ":"):
+			ev.comment = true
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			ev.data = line[6:]
+		case strings.HasPrefix(line, "retry: "):
+			ev.event = "retry:" + line[7:]
+		}
+	}
+}
+
+type view struct {
+	State       string `json:"state"`
+	Tone        string `json:"tone"`
+	Text        string `json:"text"`
+	RemainingMS *int64 `json:"remaining_ms"`
+}
+
+// state skips heartbeats and returns the next state event.
+func (r *sseReader) state() (view, string) {
+	r.t.Helper()
+	for {
+		ev := r.next()
+		if ev.event != "state" {
+			continue
+		}
+		var v view
+		if err := json.Unmarshal([]byte(ev.data), &v); err != nil {
+			r.t.Fatalf("state data %q: %v", ev.data, err)
+		}
+		return v, ev.data
+	}
+}
+
+func TestEventStream(t *testing.T) {
+	now := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	cfg := testConfig()
+	cfg.GreetByName = true
+	s := newServer(t, cfg, display.WithClock(func() time.Time { return now }))
+	base := serve(t, s)
+	r, resp := openEvents(t, base)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("event stream is cacheable")
+	}
+	if ev := r.next(); ev.event != "retry:2000" {
+		t.Fatalf("first frame = %+v, want retry: 2000", ev)
+	}
+	if v, _ := r.state(); v.State != "ready" || v.Text != "Look at the camera" {
+		t.Fatalf("initial state = %+v", v)
+	}
+
+	steps := []struct {
+		u        display.Update
+		state    string
+		text     string
+		tone     string
+		mustNot  []string
+		lockout  int64
+		wantTime bool
+	}{
+		{u: display.Update{State: display.StateGuidance, Reason: "too_small"}, state: "guidance", text: "Come closer", tone: "guide"},
+		{u: display.Update{State: display.StateGuidance, Reason: "multiple_faces"}, text: "One person at a time"},
+		{u: display.Update{State: display.StateGuidance, Reason: "something_new"}, text: "Look at the camera", mustNot: []string{"something_new"}},
+		{u: display.Update{State: display.StateChecking}, text: "Checking…", tone: "busy"},
+		{u: display.Update{State: display.StatePass, Name: "Ana María López 7c1f-token"}, text: "Welcome, Ana", tone: "pass",
+			mustNot: []string{"López", "7c1f", "María"}},
+		{u: display.Update{State: display.StatePass}, text: "Welcome"},
+		{u: display.Update{State: display.StateFail, Reason: "hasFaceMask"}, text: "Please remove your face mask", tone: "fail", mustNot: []string{"hasFaceMask"}},
+		{u: display.Update{State: display.StateFail, Reason: "faceMatchFailed"}, text: "No match — try again or use your badge"},
+		{u: display.Update{State: display.StateFail, Reason: "score=0.42"}, text: "Not recognised — try again or use your badge", mustNot: []string{"0.42"}},
+		{u: display.Update{State: display.StateOffline}, text: "Offline — please use your badge", tone: "warn"},
+		{u: display.Update{State: display.StateRecorded}, text: "Recorded — will sync", tone: "ok"},
+		{u: display.Update{State: display.StateLockout, Until: now.Add(90 * time.Second)}, text: "Too many attempts — try again in {time}", lockout: 90000, wantTime: true},
+		{u: display.Update{State: display.StateCameraDown}, text: "Camera unavailable"},
+		{u: display.Update{State: "bogus"}, state: "ready", text: "Look at the camera"},
+	}
+	for _, st := range steps {
+		s.Publish(st.u)
+		v, raw := r.state()
+		wantState := st.state
+		if wantState == "" {
+			wantState = string(st.u.State)
+		}
+		if v.State != wantState || v.Text != st.text || (st.tone != "" && v.Tone != st.tone) {
+			t.Errorf("Publish(%+v) streamed %+v, want state %q text %q tone %q", st.u, v, wantState, st.text, st.tone)
+		}
+		if st.wantTime != (v.RemainingMS != nil) || (v.RemainingMS != nil && *v.RemainingMS != st.lockout) {
+			t.Errorf("Publish(%+v): remaining_ms = %v, want %d", st.u, v.RemainingMS, st.lockout)
+		}
+		for _, bad := range st.mustNot {
+			if strings.Contains(raw, bad) {
+				t.Errorf("Publish(%+v) leaked %q to the screen: %s", st.u, bad, raw)
+			}
+		}
+	}
+
+	// A page that opens later gets the latest state at once.
+	s.Publish(display.Update{State: display.StateFail, Reason: "hasLenses"})
+	late, _ := openEvents(t, base)
+	late.next() // retry
+	if v, _ := late.state(); v.Text != "Please remove your glasses or lenses" {
+		t.Errorf("late client got %+v, want the latest state", v)
+	}
+}
+
+func TestNameNeedsGreetByName(t *testing.T) {
+	s := newServer(t, testConfig()) // greet_by_name off
+	base := serve(t, s)
+	r, _ := openEvents(t, base)
+	r.state()
+	s.Publish(display.Update{State: display.StatePass, Name: "Ana"})
+	if v, raw := r.state(); v.Text != "Welcome" || strings.Contains(raw, "Ana") {
+		t.Errorf("with greet_by_name off, PASS streamed %s", raw)
+	}
+}
+
+func TestHeartbeatAndShutdown(t *testing.T) {
+	cfg := testConfig()
+	cfg.Heartbeat = 20 * time.Millisecond
+	s := newServer(t, cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	r, _ := openEvents(t, "http://"+ln.Addr().String())
+	r.next()
+	r.state()
+	if ev := r.next(); !ev.comment {
+		t.Fatalf("idle stream sent %+v, want a heartbeat comment", ev)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return within 5s of cancel with a stream open")
+	}
+	if _, err := io.ReadAll(r.br); err != nil && !strings.Contains(err.Error(), "EOF") {
+		t.Logf("stream ended with %v", err)
+	}
+}
+
+func TestMaxClients(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxClients = 1
+	s := newServer(t, cfg)
+	base := serve(t, s)
+	r, _ := openEvents(t, base)
+	r.next()
+	resp, err := http.Get(base + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("second stream with max_clients 1 = %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestLanguageAndOverrides(t *testing.T) {
+	cfg := testConfig()
+	cfg.Language = "es"
+	cfg.GreetByName = true
+	cfg.Messages = map[string]string{"fail.hasFaceMask": "Quítese la mascarilla <ahora>", "pass.name": "¡Hola {name}!"}
+	s := newServer(t, cfg)
+	rec := get(t, s.Handler(), "/", "localhost")
+	if body := rec.Body.String(); !strings.Contains(body, "Mire a la cámara") || !strings.Contains(body, `lang="es"`) ||
+		!strings.Contains(body, "Reconectando…") {
+		t.Errorf("Spanish page lacks its texts")
+	}
+	base := serve(t, s)
+	r, _ := openEvents(t, base)
+	r.state()
+	for _, c := range []struct {
+		u    display.Update
+		want string
+	}{
+		{display.Update{State: display.StateFail, Reason: "hasFaceMask"}, "Quítese la mascarilla <ahora>"},
+		{display.Update{State: display.StateFail, Reason: "hasLenses"}, "Por favor, quítese las gafas o lentes"},
+		{display.Update{State: display.StateGuidance, Reason: "too_dark"}, "Se necesita más luz"},
+		{display.Update{State: display.StatePass, Name: "José"}, "¡Hola José!"},
+		{display.Update{State: display.StateOffline}, "Sin conexión — use su tarjeta"},
+	} {
+		s.Publish(c.u)
+		if v, _ := r.state(); v.Text != c.want {
+			t.Errorf("Publish(%+v) = %q, want %q", c.u, v.Text, c.want)
+		}
+	}
+
+	// Overrides are HTML-escaped on the page.
+	s.Publish(display.Update{State: display.StateFail, Reason: "hasFaceMask"})
+	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, "&lt;ahora&gt;") {
+		t.Errorf("override not escaped in the page")
+	}
+
+	bad := testConfig()
+	bad.Messages = map[string]string{"fail.hasFaceMsk": "x"}
+	if _, err := display.New(bad, discard(), prometheus.NewRegistry()); err == nil ||
+		!strings.Contains(err.Error(), "fail.hasFaceMsk") || !strings.Contains(err.Error(), "fail.hasFaceMask") {
+		t.Errorf("unknown message key: err = %v, want it named with the known keys", err)
+	}
+	bad.Messages, bad.Language = nil, "fr"
+	if _, err := display.New(bad, discard(), prometheus.NewRegistry()); err == nil {
+		t.Errorf("language fr accepted")
+	}
+}
+
+func TestEveryKeyInEveryLanguage(t *testing.T) {
+	keys := display.MessageKeys()
+	for _, want := range []string{"ready", "checking", "pass", "pass.name", "fail", "fail.hasFaceMask", "fail.hasLenses",
+		"fail.spoofAttempt", "fail.faceMatchFailed", "fail.otherError", "offline", "recorded", "lockout",
+		"camera_down", "service_unavailable", "guidance.too_small", "guidance.blurry", "guidance.invalid_frame"} {
+		found := false
+		for _, k := range keys {
+			found = found || k == want
+		}
+		if !found {
+			t.Errorf("message key %q missing", want)
+		}
+	}
+	// Overriding every key is accepted in both languages.
+	for _, lang := range []string{"en", "es"} {
+		cfg := testConfig()
+		cfg.Language = lang
+		cfg.Messages = map[string]string{}
+		for _, k := range keys {
+			cfg.Messages[k] = "x " + k
+		}
+		if _, err := display.New(cfg, discard(), prometheus.NewRegistry()); err != nil {
+			t.Errorf("%s: overriding every key: %v", lang, err)
+		}
+	}
+}
+
+func TestLockoutOnPage(t *testing.T) {
+	now := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	s := newServer(t, testConfig(), display.WithClock(func() time.Time { return now }))
+	s.Publish(display.Update{State: display.StateLockout, Until: now.Add(61*time.Second + 200*time.Millisecond)})
+	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, "try again in 1:02") {
+		t.Errorf("lockout page does not show the time left")
+	}
+}
+
+func TestPreview(t *testing.T) {
+	cfg := testConfig()
+	cfg.Preview = true
+	cfg.PreviewFPS = 20
+	s := newServer(t, cfg)
+	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, `src="/preview.mjpeg"`) {
+		t.Errorf("page lacks the preview with display.preview on")
+	}
+	base := serve(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/preview.mjpeg", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "multipart/x-mixed-replace; boundary=kioskdframe" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	s.PublishPreview([]byte("not a jpeg")) // dropped
+
+	// Publish as fast as possible; the client must still get at most 20/s.
+	go func() {
+		frame := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 0xFF, 0xD9}
+		tick := time.NewTicker(time.Millisecond) // a camera far faster than the cap
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				s.PublishPreview(frame)
+			}
+		}
+	}()
+	br := bufio.NewReader(resp.Body)
+	start := time.Now()
+	for i := range 4 {
+		if line, err := br.ReadString('\n'); err != nil || line != "--kioskdframe\r\n" {
+			t.Fatalf("frame %d: boundary %q, %v", i, line, err)
+		}
+		hdr := map[string]string{}
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
+			hdr[k] = v
+		}
+		if hdr["Content-Type"] != "image/jpeg" || hdr["Content-Length"] != "9" {
+			t.Fatalf("frame %d headers = %v", i, hdr)
+		}
+		buf := make([]byte, 9+2)
+		if _, err := io.ReadFull(br, buf); err != nil || buf[0] != 0xFF || buf[1] != 0xD8 {
+			t.Fatalf("frame %d body %x, %v", i, buf, err)
+		}
+	}
+	// Four frames at 20 fps need at least three 50 ms gaps.
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("4 preview frames in %s: the 20 fps cap is not applied", d)
+	}
+}
+
+func TestRun(t *testing.T) {
+	cfg := testConfig()
+	cfg.Listen = ""
+	s := newServer(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Errorf("Run with the display off = %v", err)
+	}
+	cfg.Listen = "127.0.0.1:99999"
+	s = newServer(t, cfg)
+	if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "display: listen") {
+		t.Errorf("Run on a bad address = %v", err)
+	}
+}
