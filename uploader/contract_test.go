@@ -144,7 +144,7 @@ func TestContractAuthenticateScript(t *testing.T) {
 				ctx = ctxTimeout(t, 300*time.Millisecond)
 			}
 			start := time.Now()
-			resp, err := e.c.Authenticate(ctx, faceRequest(t, "coffee.jpg"))
+			resp, err := e.c.Authenticate(ctx, tinyFace(t))
 			took := time.Since(start)
 			w := c.want
 			if w.errClass == "" {

@@ -70,7 +70,10 @@ func TestGolden(t *testing.T) {
 		t.Errorf("string timestamp as millis: %d %v", ms, ok)
 	}
 	eb := decodeErrorBody(golden(t, "error.json"))
-	if ms, ok := eb.Timestamp.Millis(); eb == nil || !ok || ms != 1688044216480 || eb.Status != 500 || eb.Path != "/omni/incode-id/authenticate" {
+	if eb == nil {
+		t.Fatal("the error example is not an error body")
+	}
+	if ms, ok := eb.Timestamp.Millis(); !ok || ms != 1688044216480 || eb.Status != 500 || eb.Path != "/omni/incode-id/authenticate" {
 		t.Errorf("error body %+v", eb)
 	}
 	u, err := decodeUserInfo(golden(t, "userinfo.json"))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"image"
+	"image/png"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -149,4 +151,15 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newTestResponse(code int) *http.Response {
 	return &http.Response{StatusCode: code, Header: http.Header{}}
+}
+
+// tinyFace is a 16x16 PNG: cheap for the emulator to decode when a test
+// measures time rather than matching.
+func tinyFace(t testing.TB) AuthenticateRequest {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 16, 16))); err != nil {
+		t.Fatal(err)
+	}
+	return AuthenticateRequest{Face: FaceObject{Base64Image: base64.StdEncoding.EncodeToString(buf.Bytes())}}
 }

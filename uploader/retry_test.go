@@ -60,7 +60,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 func TestRetryAfterBeyondDeadline(t *testing.T) {
 	e := newEnv(t, []string{"http:429:retry-after=3", "pass"}, nil)
 	start := time.Now()
-	_, err := e.c.Authenticate(ctxTimeout(t, 2*time.Second), faceRequest(t, "coffee.jpg"))
+	_, err := e.c.Authenticate(ctxTimeout(t, 2*time.Second), tinyFace(t))
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.StatusCode != 429 || ae.RetryAfter != 3*time.Second || !Retryable(err) {
 		t.Fatalf("want a retryable 429 with RetryAfter 3s, got %v", err)
@@ -77,7 +77,7 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 func TestRetryAfterCapped(t *testing.T) {
 	e := newEnv(t, []string{"http:503:retry-after=60", "pass"}, func(c *config.Incode) { c.RetryAfterMax = 100 * time.Millisecond })
 	start := time.Now()
-	resp, err := e.c.Authenticate(ctxTimeout(t, 5*time.Second), faceRequest(t, "coffee.jpg"))
+	resp, err := e.c.Authenticate(ctxTimeout(t, 5*time.Second), tinyFace(t))
 	if err != nil || resp.Status != StatusPass {
 		t.Fatalf("%+v, %v", resp, err)
 	}
@@ -117,7 +117,7 @@ func TestRetriesExhausted(t *testing.T) {
 func TestHungServerCutAtDeadline(t *testing.T) {
 	e := newEnv(t, []string{"hang", "pass"}, nil)
 	start := time.Now()
-	_, err := e.c.Authenticate(ctxTimeout(t, 400*time.Millisecond), faceRequest(t, "coffee.jpg"))
+	_, err := e.c.Authenticate(ctxTimeout(t, 400*time.Millisecond), tinyFace(t))
 	took := time.Since(start)
 	if !errors.Is(err, context.DeadlineExceeded) || Reason(err) != "timeout" || !Retryable(err) {
 		t.Fatalf("want a timeout, got %v", err)
@@ -142,7 +142,7 @@ func TestDeadlineBoundsAllAttempts(t *testing.T) {
 		c.RetryWaitMax = 100 * time.Millisecond
 	})
 	start := time.Now()
-	_, err := e.c.Authenticate(ctxTimeout(t, 500*time.Millisecond), faceRequest(t, "coffee.jpg"))
+	_, err := e.c.Authenticate(ctxTimeout(t, 500*time.Millisecond), tinyFace(t))
 	took := time.Since(start)
 	if err == nil || !Retryable(err) {
 		t.Fatalf("want a retryable error, got %v", err)
@@ -150,9 +150,9 @@ func TestDeadlineBoundsAllAttempts(t *testing.T) {
 	if took > 900*time.Millisecond {
 		t.Errorf("call took %v with a 500ms deadline", took)
 	}
-	// Waits of 50-100ms fit four to ten times into 500ms; the client stops
-	// once the next wait would pass the deadline.
-	if n := e.requests("authenticate"); n < 4 || n > 11 {
+	// Waits of 50-100ms fit up to ten times into 500ms (fewer on a loaded
+	// machine); the client stops once the next wait would pass the deadline.
+	if n := e.requests("authenticate"); n < 2 || n > 11 {
 		t.Errorf("%d attempts", n)
 	}
 }
@@ -161,7 +161,7 @@ func TestCanceledIsNotRetried(t *testing.T) {
 	e := newEnv(t, []string{"delay:5s"}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	_, err := e.c.Authenticate(ctx, faceRequest(t, "coffee.jpg"))
+	_, err := e.c.Authenticate(ctx, tinyFace(t))
 	if !errors.Is(err, context.Canceled) || Reason(err) != "canceled" || Retryable(err) {
 		t.Fatalf("want canceled, got %v", err)
 	}
