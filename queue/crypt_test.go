@@ -142,3 +142,32 @@ func TestEncryptionEnabledLater(t *testing.T) {
 		}
 	}
 }
+
+func TestMetadataOnly(t *testing.T) {
+	cfg := encrypted(testConfig(t), testKey)
+	filledQueue(t, cfg, 2, 1000)
+	noKey := cfg
+	noKey.Key = ""
+	q, err := queue.Open(noKey, quiet(), prometheus.NewRegistry(), queue.WithMetadataOnly())
+	if err != nil {
+		t.Fatalf("metadata-only Open without the key: %v", err)
+	}
+	if st, _ := q.Stats(); st.Depth != 2 {
+		t.Fatalf("depth %d", st.Depth)
+	}
+	if list, _ := q.List(false); len(list) != 2 {
+		t.Fatalf("list %v", list)
+	}
+	if it, err := q.Lease(); err == nil || it != nil {
+		t.Fatal("Lease worked without the key")
+	}
+	if _, err := q.Enqueue(t.Context(), queue.Item{JPEG: fakeJPEG(10, 1)}); err == nil {
+		t.Fatal("Enqueue worked without the key")
+	}
+	q.Close()
+	// Nothing was dead-lettered or re-keyed: the service opens it as before.
+	q, _ = open(t, cfg)
+	if st, _ := q.Stats(); st.Depth != 2 || st.DeadLetters != 0 {
+		t.Fatalf("after a metadata-only session: %+v", st)
+	}
+}

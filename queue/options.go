@@ -22,6 +22,7 @@ type options struct {
 	rand        *rand.Rand
 	lockTimeout time.Duration
 	heartbeat   time.Duration
+	metaOnly    bool
 }
 
 func buildOptions(opts []Option) options {
@@ -61,6 +62,13 @@ func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockT
 // WithHeartbeat sets the longest the drainer stays idle without refreshing
 // its progress, the age gauge and TTL expiry (default 5s).
 func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
+
+// WithMetadataOnly opens the queue without its encryption key, for
+// operations that never read an image: Stats, List, RetryDead, Purge,
+// PurgeDead, Ack and DeadLetter. Enqueue and Lease fail, and the file's
+// key check value is left alone. `kioskd queue` uses it where the key,
+// often a systemd credential, is only available to the service.
+func WithMetadataOnly() Option { return func(o *options) { o.metaOnly = true } }
 
 type realTimer struct{ t *time.Timer }
 

@@ -147,7 +147,7 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 		notify: make(chan struct{}, 1),
 		leased: map[uint64]struct{}{},
 	}
-	if cfg.Encrypt {
+	if cfg.Encrypt && !q.opt.metaOnly {
 		key, err := config.ParseQueueKey(cfg.Key)
 		if cfg.Key == "" {
 			err = errors.New("queue.encrypt is on but no key is set")
@@ -278,6 +278,9 @@ func (q *Queue) load() error {
 				}
 			}
 			items = n.pending + n.dead
+			if q.opt.metaOnly {
+				return nil
+			}
 			return q.checkKey(meta, items)
 		})
 	})
@@ -347,6 +350,9 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 		it.ID = id
 	} else if !validID(it.ID) {
 		return Item{}, errors.New("enqueue: item id must be 1 to 128 printable ASCII characters without spaces")
+	}
+	if q.opt.metaOnly {
+		return Item{}, errors.New("enqueue: the queue was opened for metadata only")
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -496,6 +502,9 @@ func (q *Queue) Lease() (*Item, error) { return q.lease(false) }
 func (q *Queue) LeaseOldest() (*Item, error) { return q.lease(true) }
 
 func (q *Queue) lease(ignoreDue bool) (*Item, error) {
+	if q.opt.metaOnly {
+		return nil, errors.New("lease: the queue was opened for metadata only")
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
