@@ -27,8 +27,9 @@ main { width: 92vw; }
   margin: .3em 0; overflow-wrap: anywhere;
 }
 #conn {
-  position: fixed; bottom: 1rem; left: 0; right: 0; margin: 0;
-  font-size: clamp(1.2rem, 3.5vmin, 2.5rem); color: #ffd400;
+  position: fixed; bottom: 1rem; left: 50%; transform: translateX(-50%); margin: 0;
+  padding: .2em .8em; border-radius: .4em; background: #000; color: #ffd400;
+  font-size: clamp(1.2rem, 3.5vmin, 2.5rem);
 }
 #preview { max-width: 40vw; max-height: 35vh; border: .3rem solid currentColor; margin-top: 1rem; }
 [hidden] { display: none !important; }
