@@ -96,6 +96,7 @@ type Agent struct {
 
 	shots   chan *capture.Shot
 	decided chan struct{}
+	recfg   chan config.Capture
 
 	progress   atomic.Int64 // unix nanos of the frame loop's last iteration
 	firstFrame atomic.Bool
@@ -134,6 +135,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		m:       newMetrics(d.Reg),
 		shots:   make(chan *capture.Shot, 1),
 		decided: make(chan struct{}, 1),
+		recfg:   make(chan config.Capture, 1),
 	}
 	a.progress.Store(a.now().UnixNano())
 	return a, nil
@@ -168,6 +170,31 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// captureReconfigurer is a selector whose thresholds can change at run time.
+type captureReconfigurer interface {
+	Reconfigure(cfg config.Capture) error
+}
+
+// ReconfigureCapture hands new capture settings to the frame loop, which
+// owns the selector and applies them between two frames.
+func (a *Agent) ReconfigureCapture(c config.Capture) error {
+	if _, ok := a.d.Selector.(captureReconfigurer); !ok {
+		return errors.New("this selector cannot change its settings at run time")
+	}
+	select {
+	case a.recfg <- c:
+		return nil
+	default:
+		return errors.New("a reload is already pending")
+	}
+}
+
+func (a *Agent) applyCapture(c config.Capture) {
+	if err := a.d.Selector.(captureReconfigurer).Reconfigure(c); err != nil {
+		a.log.Error("reload: capture settings not applied", "err", err)
+	}
+}
+
 // SetDrainer attaches the queue's drainer; its delivery function is usually
 // the agent's own Deliver, hence the two steps.
 func (a *Agent) SetDrainer(d Drainer) { a.d.Drainer = d }
@@ -197,6 +224,8 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		case <-a.decided:
 			busy = false
 			a.d.Selector.SetBusy(false)
+		case c := <-a.recfg:
+			a.applyCapture(c)
 		default:
 		}
 		ts, err := a.d.Camera.Read(ctx, &frame)

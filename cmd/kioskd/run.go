@@ -80,7 +80,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	cfgPath = cfg.Path
-	log, _ := newLogger(cfg.Log, stderr)
+	log, lvl := newLogger(cfg.Log, stderr)
 	for _, w := range cfg.Warnings {
 		log.Warn("config", "warning", w)
 	}
@@ -200,6 +200,26 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}()
 
 	g, gctx := errgroup.WithContext(runCtx)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	g.Go(func() error {
+		var ms messageSetter
+		if d, ok := any(disp).(messageSetter); ok && disp != nil {
+			ms = d
+		}
+		current := cfg
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hups:
+				notifier.Status("reloading")
+				current = reload(log, lvl, current, ag, ms)
+				notifier.Status(fmt.Sprintf("watching %s as %s", cfg.Camera.Source, cfg.Device.SourceID))
+			}
+		}
+	})
 	if cfg.Metrics.Listen != "" {
 		h := agent.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
 		g.Go(func() error { return agent.Serve(gctx, log, "metrics", cfg.Metrics.Listen, h) })
