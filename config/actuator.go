@@ -226,7 +226,7 @@ func (d *Display) validate(p *Problems) {
 	if d.Language != "en" && d.Language != "es" {
 		p.add("display.language: %q is not en or es", d.Language)
 	}
-	if d.PreviewFPS <= 0 || d.PreviewFPS > 30 {
+	if !(d.PreviewFPS > 0 && d.PreviewFPS <= 30) { // also refuses NaN
 		p.add("display.preview_fps: %g is outside (0, 30]", d.PreviewFPS)
 	}
 	if d.Heartbeat < time.Second || d.Heartbeat > 5*time.Minute {
