@@ -3,7 +3,6 @@ package incodesim
 import (
 	"bytes"
 	"image"
-	"image/color"
 	"image/draw"
 	"image/jpeg"
 	"image/png"
@@ -46,41 +45,52 @@ func resize(img image.Image, w, h int) *image.RGBA {
 	sw, sh := src.Bounds().Dx(), src.Bounds().Dy()
 	out := image.NewRGBA(image.Rect(0, 0, w, h))
 	fx, fy := float64(sw)/float64(w), float64(sh)/float64(h)
-	for y := range h {
-		for x := range w {
-			var acc [3]float64
-			if fx > 1 || fy > 1 {
-				x0, x1 := float64(x)*fx, float64(x+1)*fx
-				y0, y1 := float64(y)*fy, float64(y+1)*fy
-				var n float64
-				for sy := int(y0); sy < int(math.Ceil(y1)) && sy < sh; sy++ {
-					for sx := int(x0); sx < int(math.Ceil(x1)) && sx < sw; sx++ {
-						c := src.RGBAAt(sx, sy)
-						acc[0] += float64(c.R)
-						acc[1] += float64(c.G)
-						acc[2] += float64(c.B)
-						n++
+	sp, dp := src.Pix, out.Pix
+	if fx > 1 || fy > 1 {
+		for y := range h {
+			y0, y1 := int(float64(y)*fy), min(sh, int(math.Ceil(float64(y+1)*fy)))
+			for x := range w {
+				x0, x1 := int(float64(x)*fx), min(sw, int(math.Ceil(float64(x+1)*fx)))
+				var r, g, b, n int
+				for sy := y0; sy < y1; sy++ {
+					i := sy*src.Stride + x0*4
+					for sx := x0; sx < x1; sx++ {
+						r, g, b, n = r+int(sp[i]), g+int(sp[i+1]), b+int(sp[i+2]), n+1
+						i += 4
 					}
 				}
-				for i := range acc {
-					acc[i] /= n
-				}
-			} else {
-				sx := (float64(x)+0.5)*fx - 0.5
-				sy := (float64(y)+0.5)*fy - 0.5
-				x0, y0 := int(math.Floor(sx)), int(math.Floor(sy))
-				ax, ay := sx-float64(x0), sy-float64(y0)
-				for j, pt := range [4][3]float64{{0, 0, (1 - ax) * (1 - ay)}, {1, 0, ax * (1 - ay)}, {0, 1, (1 - ax) * ay}, {1, 1, ax * ay}} {
-					_ = j
-					px := min(sw-1, max(0, x0+int(pt[0])))
-					py := min(sh-1, max(0, y0+int(pt[1])))
-					c := src.RGBAAt(px, py)
-					acc[0] += float64(c.R) * pt[2]
-					acc[1] += float64(c.G) * pt[2]
-					acc[2] += float64(c.B) * pt[2]
-				}
+				o := y*out.Stride + x*4
+				dp[o], dp[o+1], dp[o+2], dp[o+3] = uint8((r+n/2)/n), uint8((g+n/2)/n), uint8((b+n/2)/n), 255
 			}
-			out.SetRGBA(x, y, color.RGBA{uint8(math.Round(acc[0])), uint8(math.Round(acc[1])), uint8(math.Round(acc[2])), 255})
+		}
+		return out
+	}
+	// Bilinear: per-column source positions and weights, computed once.
+	xs := make([]int, w)
+	xa := make([]float64, w)
+	for x := range w {
+		sx := (float64(x)+0.5)*fx - 0.5
+		x0 := int(math.Floor(sx))
+		xa[x] = sx - float64(x0)
+		xs[x] = x0
+	}
+	clampX := func(x int) int { return min(sw-1, max(0, x)) }
+	for y := range h {
+		sy := (float64(y)+0.5)*fy - 0.5
+		y0 := int(math.Floor(sy))
+		ay := sy - float64(y0)
+		r0 := min(sh-1, max(0, y0)) * src.Stride
+		r1 := min(sh-1, max(0, y0+1)) * src.Stride
+		for x := range w {
+			a, b := clampX(xs[x])*4, clampX(xs[x]+1)*4
+			ax := xa[x]
+			o := y*out.Stride + x*4
+			for c := range 3 {
+				top := float64(sp[r0+a+c])*(1-ax) + float64(sp[r0+b+c])*ax
+				bot := float64(sp[r1+a+c])*(1-ax) + float64(sp[r1+b+c])*ax
+				dp[o+c] = uint8(top*(1-ay) + bot*ay + 0.5)
+			}
+			dp[o+3] = 255
 		}
 	}
 	return out
@@ -150,4 +160,20 @@ func decodeBytes(t testing.TB, b []byte) image.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// coverFocus scales img to cover a w x h frame centred on focus (picture
+// coordinates) and clamps the crop inside the picture, as the demo clip
+// generator (internal/testmedia) frames person A: for the astronaut this is
+// the top of the picture, not its centre.
+func coverFocus(img image.Image, w, h int, focus image.Point) *image.RGBA {
+	b := img.Bounds()
+	f := max(float64(w)/float64(b.Dx()), float64(h)/float64(b.Dy()))
+	sw, sh := int(math.Round(float64(b.Dx())*f)), int(math.Round(float64(b.Dy())*f))
+	s := resize(img, sw, sh)
+	x0 := min(max(int(math.Round(float64(focus.X)*f))-w/2, 0), sw-w)
+	y0 := min(max(int(math.Round(float64(focus.Y)*f))-h/2, 0), sh-h)
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(out, out.Bounds(), s, image.Pt(x0, y0), draw.Src)
+	return out
 }

@@ -10,12 +10,12 @@ import (
 // recognition but a way for a demo and tests to tell "the enrolled picture
 // as a camera would see it" from anything else. It compares colour
 // distributions (a joint RGB histogram) and coarse structure (a small grey
-// thumbnail), trying central crops of the enrolled picture with the query's
-// aspect ratio, so it survives re-encoding, scaling and central cropping but
-// not a change of colours such as swapped red and blue channels.
+// thumbnail), trying crops of the enrolled picture with the query's aspect
+// ratio, so it survives re-encoding, scaling and cropping to half the
+// picture but not a change of colours such as swapped red and blue channels.
 
 const (
-	workSide  = 160 // images are reduced to this size before anything else
+	workSide  = 128 // images are reduced to this size before anything else
 	histBins  = 8   // per channel; 512 joint bins
 	thumbSide = 16
 	// minCropArea is the smallest central crop, as a fraction of the
@@ -176,8 +176,11 @@ type enrolledFace struct {
 }
 
 // matchScore returns the best scores of a query against an enrolled
-// picture over central crops with the query's aspect ratio covering
-// between the largest possible area and minCropArea of the picture.
+// picture over crops with the query's aspect ratio that cover between the
+// largest possible area and minCropArea of the picture, anywhere in it: a
+// camera frame made from the picture may be centred on the face rather than
+// on the picture. A coarse grid of positions is searched at each size, then
+// the best crop is refined.
 func (e enrolledFace) matchScore(q raster, qs signature) (hist, thumb float64) {
 	W, H := float64(e.ras.w), float64(e.ras.h)
 	aq := float64(q.w) / float64(q.h)
@@ -187,21 +190,67 @@ func (e enrolledFace) matchScore(q raster, qs signature) (hist, thumb float64) {
 	}
 	fmax := cw * ch / (W * H)
 	if fmax < minCropArea*0.9 {
-		return 0, -1 // the query cannot be a large enough central crop
+		return 0, -1 // the query cannot be a large enough crop
 	}
 	kmin := math.Sqrt(min(1, minCropArea*0.9/fmax))
 	best := -1.0
-	const steps = 8
-	for i := 0; i <= steps; i++ {
-		k := 1 - (1-kmin)*float64(i)/steps
-		w, h := cw*k, ch*k
-		reg := rect{(W - w) / 2, (H - h) / 2, (W + w) / 2, (H + h) / 2}
+	var bestReg rect
+	try := func(x, y, w, h float64) {
+		x, y = max(0, min(x, W-w)), max(0, min(y, H-h))
+		reg := rect{x, y, x + w, y + h}
 		hs, ts := score(e.ras.signature(reg), qs)
 		if c := hs + ts; c > best {
-			best, hist, thumb = c, hs, ts
+			best, hist, thumb, bestReg = c, hs, ts, reg
+		}
+	}
+	const sizes = 8
+	step := 0.1 * max(W, H) // coarse position step
+	for i := 0; i <= sizes; i++ {
+		k := 1 - (1-kmin)*float64(i)/sizes
+		w, h := cw*k, ch*k
+		nx, ny := positions(W-w, step), positions(H-h, step)
+		for ix := range nx {
+			for iy := range ny {
+				x := (W - w) * frac(ix, nx)
+				y := (H - h) * frac(iy, ny)
+				try(x, y, w, h)
+			}
+		}
+	}
+	// Refine position and size around the best coarse crop.
+	for d := step / 2; d >= 2; d /= 2 {
+		r := bestReg
+		w, h := r.x1-r.x0, r.y1-r.y0
+		for _, dk := range []float64{-0.04, 0, 0.04} {
+			ww, hh := w*(1+dk), h*(1+dk)
+			if ww > cw || hh > ch || ww*hh < minCropArea*0.9*W*H {
+				continue
+			}
+			for _, dx := range []float64{-d, 0, d} {
+				for _, dy := range []float64{-d, 0, d} {
+					x := r.x0 + (w-ww)/2 + dx
+					y := r.y0 + (h-hh)/2 + dy
+					try(x, y, ww, hh)
+				}
+			}
 		}
 	}
 	return hist, thumb
+}
+
+// positions is how many crop positions cover a free range with the step.
+func positions(free, step float64) int {
+	if free < 1 {
+		return 1
+	}
+	return 1 + int(math.Ceil(free/step))
+}
+
+func frac(i, n int) float64 {
+	if n == 1 {
+		return 0.5
+	}
+	return float64(i) / float64(n-1)
 }
 
 func (e enrolledFace) matches(q raster, qs signature) bool {

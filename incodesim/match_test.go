@@ -12,6 +12,7 @@ import (
 func TestMatcherOnRealPictures(t *testing.T) {
 	astro := loadImage(t, "enroll/astronaut.jpg")
 	enrolled := enrolledFace{ras: reduce(astro, workSide)}
+	face := image.Pt(224, 113) // the face's centre in astronaut.jpg
 	jpegOf := func(img image.Image, q int) image.Image { return decodeBytes(t, encodeJPEG(t, img, q)) }
 
 	accept := map[string]image.Image{
@@ -24,6 +25,11 @@ func TestMatcherOnRealPictures(t *testing.T) {
 		"crop 75%":                 jpegOf(cropCenter(astro, 0.75), 75),
 		"16:9 crop of 0.8x":        jpegOf(cropTo(scaleBy(astro, 0.8), 409, 230), 75),
 		"portrait 3:4 central 60%": jpegOf(cropTo(astro, 384, 512), 75),
+		// The demo clip's person A: framed on the face, so the top of the picture.
+		"face-framed 1280x720": jpegOf(coverFocus(astro, 1280, 720, face), 85),
+		"face-framed 640x360":  jpegOf(coverFocus(astro, 640, 360, face), 60),
+		"face-framed 4:3":      jpegOf(coverFocus(astro, 640, 480, face), 75),
+		"corner 60%":           jpegOf(cropTo(scaleBy(astro, 1), 400, 400), 75),
 	}
 	for _, f := range []float64{0.5, 0.7, 1.5, 2, 4} {
 		accept[fmt.Sprintf("scaled %.1fx", f)] = jpegOf(scaleBy(astro, f), 75)
@@ -33,6 +39,7 @@ func TestMatcherOnRealPictures(t *testing.T) {
 		"red/blue swapped cover 1280x720": jpegOf(cover(swapRB(astro), 1280, 720), 80),
 		"red/blue swapped cover 640x360":  jpegOf(cover(swapRB(astro), 640, 360), 80),
 		"red/blue swapped scaled 2x":      jpegOf(scaleBy(swapRB(astro), 2), 80),
+		"red/blue swapped face-framed":    jpegOf(coverFocus(swapRB(astro), 1280, 720, face), 85),
 	}
 	for _, name := range []string{"coffee.jpg", "brick.jpg", "chelsea.jpg"} {
 		img := loadImage(t, name)
