@@ -2,11 +2,400 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/queue"
+	"github.com/kioskd/kioskd/uploader"
 )
 
+const queueUsage = `usage: kioskd queue <command> --config FILE [flags]
+
+commands:
+  stats   [--json]          depth, bytes, age of the oldest capture, dead letters
+  list    [--dead] [--json] queued captures (or dead letters), metadata only
+  drain   [--json]          deliver every pending capture now, oldest first, then exit
+                            (exit 1 if the service stopped answering; the rest stay queued)
+  retry   [--json]          move every dead letter back to the queue
+  purge   [--dead] [--json] delete every pending capture (or every dead letter)
+
+The queue file is held by a running kioskd: stop the service first
+(systemctl stop kioskd); while it runs, its metrics show the same figures.
+`
+
+type queueFlags struct {
+	json, dead bool
+}
+
 func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kioskd queue: not implemented yet")
-	return 1
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprint(stdout, queueUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, queueUsage)
+		return 2
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "stats", "list", "drain", "retry", "purge":
+	case "help":
+		fmt.Fprint(stdout, queueUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "kioskd queue: unknown command %q\n\n%s", sub, queueUsage)
+		return 2
+	}
+	var fl queueFlags
+	extra := func(fs *flag.FlagSet) {
+		fs.BoolVar(&fl.json, "json", false, "print JSON")
+		if sub == "list" || sub == "purge" {
+			fs.BoolVar(&fl.dead, "dead", false, "the dead letters instead of the pending captures")
+		}
+	}
+	var (
+		cfg  *config.Config
+		fs   *flag.FlagSet
+		code int
+	)
+	if sub == "drain" {
+		// Delivering needs everything the service needs.
+		cfg, fs, code = loadConfig("queue drain", rest, stderr, extra)
+	} else {
+		cfg, fs, code = loadQueueConfig("queue "+sub, rest, stderr, extra)
+	}
+	if code != 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kioskd queue %s: unexpected arguments %q\n", sub, fs.Args())
+		return 2
+	}
+	log, _ := newLogger(cfg.Log, stderr)
+
+	var opts []queue.Option
+	if sub != "drain" && cfg.Queue.Encrypt {
+		// Nothing but drain reads an image: the key, often a credential
+		// only the service can read, is not needed.
+		opts = append(opts, queue.WithMetadataOnly())
+	}
+	// A throwaway registry: these figures are printed, not scraped.
+	reg := prometheus.NewRegistry()
+	q, err := queue.Open(cfg.Queue, log, reg, opts...)
+	if err != nil {
+		if errors.Is(err, queue.ErrLocked) {
+			fmt.Fprintf(stderr, "kioskd queue: %v: a running kioskd holds it; stop the service first (systemctl stop kioskd), or read the kioskd_queue_* metrics\n", err)
+		} else {
+			fmt.Fprintf(stderr, "kioskd queue: %v\n", err)
+		}
+		return 1
+	}
+	defer func() {
+		if err := q.Close(); err != nil {
+			fmt.Fprintf(stderr, "kioskd queue: %v\n", err)
+		}
+	}()
+
+	switch sub {
+	case "stats":
+		return queueStats(q, cfg, fl, stdout, stderr)
+	case "list":
+		return queueList(q, fl, stdout, stderr)
+	case "retry":
+		n, err := q.RetryDead()
+		return printCount(stdout, stderr, fl, err, "moved", n, "dead letters moved back to the queue")
+	case "purge":
+		purge, what := q.Purge, "pending captures deleted"
+		if fl.dead {
+			purge, what = q.PurgeDead, "dead letters deleted"
+		}
+		n, err := purge()
+		return printCount(stdout, stderr, fl, err, "deleted", n, what)
+	default:
+		return queueDrain(ctx, q, cfg, log, reg, fl, stdout, stderr)
+	}
+}
+
+// secretProblem matches the problems of secrets the service reads from
+// credentials that exist only while it runs; stats, list, retry and purge
+// need none of them.
+func secretProblem(p string) bool {
+	for _, field := range []string{"incode.api_key_file:", "incode.hardware_id_file:", "queue.key_file:"} {
+		if strings.HasPrefix(p, field) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadQueueConfig is loadConfig for the subcommands that need no secret:
+// problems with the API key, the device token or the queue key are
+// ignored, every other problem is reported as check-config does.
+func loadQueueConfig(name string, args []string, stderr io.Writer, extra func(fs *flag.FlagSet)) (*config.Config, *flag.FlagSet, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/kioskd/kioskd.yaml", "configuration file")
+	extra(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, fs, 2
+	}
+	cfg, err := config.Load(*path, nil)
+	if err != nil {
+		var problems config.Problems
+		if !errors.As(err, &problems) || cfg == nil {
+			fmt.Fprintf(stderr, "kioskd: %v\n", err)
+			return nil, fs, 2
+		}
+		var left int
+		for _, p := range problems {
+			if !secretProblem(p) {
+				fmt.Fprintf(stderr, "%s: %s\n", *path, p)
+				left++
+			}
+		}
+		if left > 0 {
+			return nil, fs, 2
+		}
+	}
+	return cfg, fs, 0
+}
+
+type statsJSON struct {
+	Path             string  `json:"path"`
+	Depth            int     `json:"depth"`
+	Bytes            int64   `json:"bytes"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	DeadLetters      int     `json:"dead_letters"`
+	DeadBytes        int64   `json:"dead_bytes"`
+	FileBytes        int64   `json:"file_bytes"`
+	MaxItems         int     `json:"max_items"`
+	MaxBytes         int64   `json:"max_bytes"`
+	TTLSeconds       float64 `json:"ttl_seconds"`
+	Encrypted        bool    `json:"encrypted"`
+}
+
+func queueStats(q *queue.Queue, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
+	st, err := q.Stats()
+	if err != nil {
+		fmt.Fprintf(stderr, "kioskd queue stats: %v\n", err)
+		return 1
+	}
+	out := statsJSON{
+		Path: q.Path(), Depth: st.Depth, Bytes: st.Bytes, OldestAgeSeconds: st.OldestAge.Seconds(),
+		DeadLetters: st.DeadLetters, DeadBytes: st.DeadBytes, FileBytes: st.FileBytes,
+		MaxItems: cfg.Queue.MaxItems, MaxBytes: int64(cfg.Queue.MaxBytes), TTLSeconds: cfg.Queue.TTL.Seconds(),
+		Encrypted: cfg.Queue.Encrypt,
+	}
+	if fl.json {
+		return printJSON(stdout, stderr, out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "path\t%s\n", out.Path)
+	fmt.Fprintf(tw, "depth\t%d\t(max %d)\n", out.Depth, out.MaxItems)
+	fmt.Fprintf(tw, "bytes\t%d\t(max %d with dead letters)\n", out.Bytes, out.MaxBytes)
+	fmt.Fprintf(tw, "oldest_age_seconds\t%.0f\t(ttl %s)\n", out.OldestAgeSeconds, cfg.Queue.TTL)
+	fmt.Fprintf(tw, "dead_letters\t%d\n", out.DeadLetters)
+	fmt.Fprintf(tw, "dead_bytes\t%d\n", out.DeadBytes)
+	fmt.Fprintf(tw, "file_bytes\t%d\n", out.FileBytes)
+	fmt.Fprintf(tw, "encrypted\t%v\n", out.Encrypted)
+	return flush(tw, stderr)
+}
+
+type itemJSON struct {
+	Seq         uint64     `json:"seq"`
+	ID          string     `json:"id"`
+	Source      string     `json:"source"`
+	CapturedAt  time.Time  `json:"captured_at"`
+	EnqueuedAt  time.Time  `json:"enqueued_at"`
+	Attempts    int        `json:"attempts"`
+	NextAttempt time.Time  `json:"next_attempt"`
+	DeadAt      *time.Time `json:"dead_at,omitempty"`
+	Size        int        `json:"size"`
+	LastError   string     `json:"last_error,omitempty"`
+}
+
+func queueList(q *queue.Queue, fl queueFlags, stdout, stderr io.Writer) int {
+	items, err := q.List(fl.dead)
+	if err != nil {
+		fmt.Fprintf(stderr, "kioskd queue list: %v\n", err)
+		return 1
+	}
+	out := make([]itemJSON, 0, len(items))
+	for _, it := range items {
+		j := itemJSON{Seq: it.Seq, ID: it.ID, Source: it.Source, CapturedAt: it.CapturedAt.UTC(), EnqueuedAt: it.EnqueuedAt.UTC(),
+			Attempts: it.Attempts, NextAttempt: it.NextAttempt.UTC(), Size: it.Size, LastError: it.LastError}
+		if !it.DeadAt.IsZero() {
+			d := it.DeadAt.UTC()
+			j.DeadAt = &d
+		}
+		out = append(out, j)
+	}
+	if fl.json {
+		return printJSON(stdout, stderr, out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tID\tSOURCE\tCAPTURED\tATTEMPTS\tNEXT ATTEMPT\tBYTES\tLAST ERROR")
+	for _, j := range out {
+		next := j.NextAttempt.Format(time.RFC3339)
+		if j.DeadAt != nil {
+			next = "dead " + j.DeadAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", j.Seq, j.ID, j.Source, j.CapturedAt.Format(time.RFC3339),
+			j.Attempts, next, j.Size, clipLine(j.LastError, 80))
+	}
+	return flush(tw, stderr)
+}
+
+type drainJSON struct {
+	Delivered    int    `json:"delivered"`
+	DeadLettered int    `json:"dead_lettered"`
+	Remaining    int    `json:"remaining"`
+	Stopped      string `json:"stopped,omitempty"`
+}
+
+// queueDrain delivers every pending capture once through the Incode client
+// and logs one decision line for each answer. A deferred answer is only
+// recorded: nothing here drives the door.
+func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer,
+	fl queueFlags, stdout, stderr io.Writer) int {
+	client, err := uploader.New(cfg.Incode, "kioskd/"+version, log, reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "kioskd queue drain: %v\n", err)
+		return 1
+	}
+	d := queue.NewDrainer(q, deferredDeliver(client, cfg, log, time.Now), log, reg)
+	sum, err := d.Drain(ctx, nil)
+	out := drainJSON{Delivered: sum.Delivered, DeadLettered: sum.DeadLettered, Remaining: sum.Remaining}
+	if sum.Stopped != nil {
+		out.Stopped = uploader.Reason(sum.Stopped)
+		if out.Stopped == "" {
+			out.Stopped = sum.Stopped.Error()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kioskd queue drain: %v\n", err)
+	}
+	if fl.json {
+		if c := printJSON(stdout, stderr, out); c != 0 {
+			return c
+		}
+	} else {
+		fmt.Fprintf(stdout, "delivered %d, dead-lettered %d, remaining %d\n", out.Delivered, out.DeadLettered, out.Remaining)
+		if sum.Stopped != nil {
+			fmt.Fprintf(stdout, "stopped: the service did not answer (%s); the remaining captures stay queued\n", out.Stopped)
+		}
+	}
+	if err != nil || sum.Stopped != nil || sum.Remaining > 0 {
+		return 1
+	}
+	return 0
+}
+
+// authenticator is what drain needs from the Incode client.
+type authenticator interface {
+	Authenticate(ctx context.Context, req uploader.AuthenticateRequest, opts ...uploader.CallOption) (*uploader.AuthenticateResponse, error)
+}
+
+// deferredDeliver sends a queued capture with its idempotency key and logs
+// the answer as a deferred decision. PASS and FAIL acknowledge the item; a
+// refusal that another attempt cannot change (4xx other than 401/403, a
+// malformed answer) dead-letters it; everything else, including a bad API
+// key or device token, which is not the capture's fault, keeps it queued.
+func deferredDeliver(client authenticator, cfg *config.Config, log *slog.Logger, now func() time.Time) queue.DeliverFunc {
+	decision := func(it queue.Item, result, reason, authID string) {
+		attrs := []any{
+			"result", result,
+			"reason", reason,
+			"source", cfg.Device.SourceID,
+			"deferred", true,
+			"latency_ms", now().Sub(it.CapturedAt).Milliseconds(),
+		}
+		if authID != "" {
+			attrs = append(attrs, "authentication_id", authID)
+		}
+		if cfg.Device.Mode == config.ModeAttendance {
+			attrs = append(attrs, "mode", config.ModeAttendance)
+		}
+		attrs = append(attrs, "seq", it.Seq, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
+		log.Info("decision", attrs...)
+	}
+	return func(ctx context.Context, it queue.Item) error {
+		cctx, cancel := context.WithTimeout(ctx, cfg.Incode.RequestTimeout)
+		defer cancel()
+		resp, err := client.Authenticate(cctx, uploader.AuthenticateRequest{
+			Face:   uploader.FaceObject{Base64Image: base64.StdEncoding.EncodeToString(it.JPEG)},
+			Source: cfg.Device.SourceID,
+		}, uploader.WithIdempotencyKey(it.ID))
+		if err != nil {
+			reason := uploader.Reason(err)
+			var apiErr *uploader.APIError
+			switch {
+			case ctx.Err() != nil:
+				return err
+			case errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403):
+				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token", "reason", reason)
+				return err
+			case uploader.Retryable(err):
+				return err
+			}
+			decision(it, "ERROR", reason, "")
+			return queue.Permanent(err)
+		}
+		result, reason := "FAIL", string(resp.FailureReason)
+		if resp.Status == uploader.StatusPass {
+			result, reason = "PASS", ""
+		}
+		decision(it, result, reason, resp.AuthenticationID)
+		return nil
+	}
+}
+
+func printCount(stdout, stderr io.Writer, fl queueFlags, err error, key string, n int, what string) int {
+	if err != nil {
+		fmt.Fprintf(stderr, "kioskd queue: %v\n", err)
+		return 1
+	}
+	if fl.json {
+		return printJSON(stdout, stderr, map[string]int{key: n})
+	}
+	fmt.Fprintf(stdout, "%d %s\n", n, what)
+	return 0
+}
+
+func printJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "kioskd queue: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func flush(tw *tabwriter.Writer, stderr io.Writer) int {
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(stderr, "kioskd queue: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// clipLine keeps a table cell on one line and of bounded width.
+func clipLine(s string, n int) string {
+	r := []rune(strings.Join(strings.Fields(s), " "))
+	if len(r) > n {
+		return string(r[:n-3]) + "..."
+	}
+	return string(r)
 }
