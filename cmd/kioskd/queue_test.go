@@ -312,4 +312,3 @@ func decisionLines(t *testing.T, logs string) []map[string]any {
 	}
 	return out
 }
-
