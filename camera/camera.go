@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,15 +65,17 @@ type Device interface {
 type Option func(*options)
 
 type options struct {
-	now   func() time.Time
-	after func(time.Duration) <-chan time.Time
-	open  func(source string) (Device, error)
+	now      func() time.Time
+	after    func(time.Duration) <-chan time.Time
+	open     func(source string) (Device, error)
+	readWait time.Duration
 }
 
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithAfter replaces time.After for waits (backoff, realtime pacing).
+// WithAfter replaces time.After for the waits that are behaviour rather
+// than a safety bound: reconnect backoff and realtime pacing.
 func WithAfter(after func(time.Duration) <-chan time.Time) Option {
 	return func(o *options) { o.after = after }
 }
@@ -80,30 +85,353 @@ func WithDevice(open func(source string) (Device, error)) Option {
 	return func(o *options) { o.open = open }
 }
 
-// Source is a self-healing frame source.
+// WithReadWait changes how long one Read waits for a frame before it
+// returns ErrUnavailable (default 1 s).
+func WithReadWait(d time.Duration) Option { return func(o *options) { o.readWait = d } }
+
+// maxFrameSide rejects absurd frames at the source: copying a corrupt
+// 10000x10000 header's worth of pixels twice per frame helps no one.
+const maxFrameSide = 8192
+
+// maxBadFileFrames is how many undecodable frames in a row end a file.
+const maxBadFileFrames = 25
+
+// Source is a self-healing frame source. Read, Close and the Mats they
+// touch belong to one goroutine (the frame loop); the device itself lives on
+// a worker goroutine of its own, so that a driver stuck in a read cannot
+// stall the loop, and only bytes cross between the two.
 type Source struct {
-	cfg config.Camera
-	log *slog.Logger
-	o   options
+	cfg  config.Camera
+	log  *slog.Logger
+	o    options
+	m    *metrics
+	kind kind
+	spec string // what is opened: path, URL, device, pipeline
+
+	mu    sync.Mutex
+	state State
+
+	w         *worker
+	pending   bool // a read request is outstanding on w
+	abandoned []*worker
+	backoff   time.Duration
+	nextOpen  time.Time
+	opened    bool // a device has been opened at least once
+	rewinding bool // reopening a looping file: not a reconnect
+	lastGood  time.Time
+	nextDue   time.Time
+	badFile   int
+	ended     bool
+	ffmpegEnv string // set before each open of a URL; empty when the operator set it
 }
 
 // Open prepares the source. It fails only for a configuration that can never
-// work; a camera that is absent now is opened in the background.
+// work (a missing file or an empty folder); a camera that is absent now is
+// opened on the first Read and reopened for as long as it takes.
 func Open(cfg config.Camera, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Source, error) {
-	o := options{now: time.Now, after: time.After}
+	o := options{now: time.Now, after: time.After, readWait: time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Source{cfg: cfg, log: log, o: o}, nil
-}
-
-// Read fills dst with the next live frame and returns its capture time.
-func (s *Source) Read(ctx context.Context, dst *gocv.Mat) (time.Time, error) {
-	return time.Time{}, fmt.Errorf("read: %w", ErrUnavailable)
+	if cfg.FPS <= 0 || cfg.ReconnectMin <= 0 || cfg.ReconnectMax <= 0 || cfg.StallTimeout <= 0 || cfg.MaxFrameAge <= 0 {
+		return nil, errors.New("camera: configuration without defaults (use config.Default or config.Load)")
+	}
+	k, spec, err := classify(cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, backoff: cfg.ReconnectMin}
+	if o.open == nil {
+		if err := precheck(k, spec); err != nil {
+			return nil, err
+		}
+		s.o.open = s.openOpenCV
+	}
+	if k == kindURL {
+		if v, set := os.LookupEnv(ffmpegEnv); set {
+			s.log.Info("camera: using the operator's FFmpeg options", ffmpegEnv, v)
+		} else {
+			s.ffmpegEnv = s.ffmpegOptions()
+		}
+	}
+	if s.m, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // State reports the current state.
-func (s *Source) State() State { return StateConnecting }
+func (s *Source) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
 
-// Close releases the device.
-func (s *Source) Close() error { return nil }
+func (s *Source) setState(st State) {
+	s.mu.Lock()
+	prev := s.state
+	s.state = st
+	s.mu.Unlock()
+	if st == StateUp {
+		s.m.up.Set(1)
+	} else {
+		s.m.up.Set(0)
+	}
+	if prev != st {
+		s.log.Info("camera: state", "state", st.String(), "previous", prev.String())
+	}
+}
+
+// Read fills dst with the next live frame and returns its capture time.
+// It never blocks much longer than a second: while the camera is down it
+// returns an error wrapping ErrUnavailable and keeps reconnecting with
+// capped backoff on later calls. At the end of a non-looping file or folder
+// it returns ErrEnded.
+func (s *Source) Read(ctx context.Context, dst *gocv.Mat) (time.Time, error) {
+	if dst == nil || dst.Ptr() == nil {
+		return time.Time{}, errors.New("camera: read into a nil Mat")
+	}
+	if s.ended {
+		return time.Time{}, ErrEnded
+	}
+	limit := time.NewTimer(s.o.readWait)
+	defer limit.Stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
+		if s.w == nil {
+			if err := s.reopen(ctx, limit.C); err != nil {
+				return time.Time{}, err
+			}
+		}
+		w := s.w
+		if !w.ready {
+			select {
+			case <-ctx.Done():
+				return time.Time{}, ctx.Err()
+			case <-limit.C:
+				return time.Time{}, fmt.Errorf("camera: still opening: %w", ErrUnavailable)
+			case or := <-w.opened:
+				if or.err != nil {
+					s.fail("open", or.err)
+					return time.Time{}, fmt.Errorf("camera: open: %v: %w", or.err, ErrUnavailable)
+				}
+				w.ready = true
+				s.lastGood = s.o.now()
+				s.describe(or.props)
+				if s.opened && !s.rewinding {
+					s.m.reconnects.Inc()
+				}
+				s.opened, s.rewinding = true, false
+			}
+		}
+		if s.cfg.Realtime && s.kind.file() && !s.pending {
+			if wait := s.nextDue.Sub(s.o.now()); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return time.Time{}, ctx.Err()
+				case <-s.o.after(wait):
+				}
+			}
+		}
+		if !s.pending {
+			w.req <- struct{}{}
+			s.pending = true
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-limit.C:
+			if idle := s.o.now().Sub(s.lastGood); idle >= s.cfg.StallTimeout {
+				s.fail("stall", fmt.Errorf("no frame for %v", idle.Round(time.Millisecond)))
+				return time.Time{}, fmt.Errorf("camera: no frame for %v, reopening: %w", idle.Round(time.Millisecond), ErrUnavailable)
+			}
+			return time.Time{}, fmt.Errorf("camera: no frame within %v: %w", s.o.readWait, ErrUnavailable)
+		case r := <-w.res:
+			s.pending = false
+			ts, done, err := s.take(r, dst)
+			if done {
+				return ts, err
+			}
+		}
+	}
+}
+
+// take handles one result from the worker. done is false when Read should
+// ask for another frame (stale frame, a skipped bad frame, a file looping).
+func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
+	if r.dropped > 0 {
+		s.m.stale.Add(float64(r.dropped))
+	}
+	now := s.o.now()
+	switch {
+	case r.eof && s.kind.file():
+		s.retire(s.w)
+		s.w = nil
+		if s.cfg.Loop {
+			s.log.Debug("camera: end of input, looping")
+			s.nextOpen = time.Time{}
+			s.rewinding = true
+			return time.Time{}, false, nil
+		}
+		s.ended = true
+		s.setState(StateEnded)
+		return time.Time{}, true, ErrEnded
+	case r.eof:
+		s.m.readErrors.Inc()
+		s.fail("read", errors.New("the device returned no frame"))
+		return time.Time{}, true, fmt.Errorf("camera: read: no frame: %w", ErrUnavailable)
+	case r.err != nil:
+		s.m.readErrors.Inc()
+		if s.kind.file() {
+			s.badFile++
+			if s.badFile < maxBadFileFrames {
+				s.log.Debug("camera: skipping an undecodable frame", "err", r.err)
+				return time.Time{}, false, nil
+			}
+			s.badFile = 0
+		}
+		s.fail("read", r.err)
+		return time.Time{}, true, fmt.Errorf("camera: read: %v: %w", r.err, ErrUnavailable)
+	}
+	s.badFile = 0
+	if age := now.Sub(r.ts); age > s.cfg.MaxFrameAge {
+		// The loop, or a hung read, made this frame old: never hand it on.
+		s.m.stale.Inc()
+		return time.Time{}, false, nil
+	}
+	if err := fill(dst, r); err != nil {
+		return time.Time{}, true, fmt.Errorf("camera: %w", err)
+	}
+	s.lastGood = now
+	s.backoff = s.cfg.ReconnectMin
+	if s.cfg.Realtime && s.kind.file() {
+		interval := time.Duration(float64(time.Second) / s.cfg.FPS)
+		if s.nextDue.IsZero() || now.Sub(s.nextDue) > interval {
+			s.nextDue = now
+		}
+		s.nextDue = s.nextDue.Add(interval)
+	}
+	s.m.frames.Inc()
+	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
+	s.setState(StateUp)
+	return r.ts, true, nil
+}
+
+// reopen starts a new worker once the backoff has passed. It waits for the
+// backoff within this Read's time limit.
+func (s *Source) reopen(ctx context.Context, limit <-chan time.Time) error {
+	if wait := s.nextOpen.Sub(s.o.now()); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-limit:
+			return fmt.Errorf("camera: reconnecting in %v: %w", wait.Round(time.Millisecond), ErrUnavailable)
+		case <-s.o.after(wait):
+		}
+	}
+	if !s.opened {
+		s.setState(StateConnecting)
+	}
+	s.w = s.startWorker()
+	s.pending = false
+	return nil
+}
+
+// fail closes the current device and schedules a reopen with capped
+// exponential backoff.
+func (s *Source) fail(what string, err error) {
+	if s.w != nil {
+		s.retire(s.w)
+		s.w = nil
+	}
+	s.pending = false
+	d := s.backoff
+	// Jitter spreads reconnects of many doors behind one recorder.
+	d = time.Duration(float64(d) * (0.8 + 0.2*rand.Float64()))
+	s.nextOpen = s.o.now().Add(d)
+	s.backoff = min(s.backoff*2, s.cfg.ReconnectMax)
+	s.setState(StateDown)
+	s.log.Warn("camera: down, reopening", "what", what, "err", err, "retry_in", d.Round(time.Millisecond))
+}
+
+// retire stops a worker without waiting: a driver stuck in a read returns
+// when it returns, and the worker then closes the device.
+func (s *Source) retire(w *worker) {
+	w.stop()
+	s.abandoned = append(s.live(), w)
+}
+
+// live drops retired workers that have finished.
+func (s *Source) live() []*worker {
+	var out []*worker
+	for _, w := range s.abandoned {
+		select {
+		case <-w.done:
+		default:
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Close stops the device. It waits up to two seconds for a driver stuck in
+// a read; after that the device is left to close itself when it returns.
+func (s *Source) Close() error {
+	if s.w != nil {
+		s.retire(s.w)
+		s.w = nil
+	}
+	deadline := time.NewTimer(2 * time.Second)
+	defer deadline.Stop()
+	for _, w := range s.abandoned {
+		select {
+		case <-w.done:
+		case <-deadline.C:
+			s.m.up.Set(0)
+			return errors.New("camera: a device did not close within 2s")
+		}
+	}
+	s.abandoned = nil
+	s.m.up.Set(0)
+	return nil
+}
+
+func (s *Source) describe(p props) {
+	if !s.kind.live() {
+		s.log.Info("camera: opened", "kind", s.kind.String(), "width", p.width, "height", p.height, "fps", p.fps, "frames", p.frames)
+		return
+	}
+	s.log.Info("camera: opened", "kind", s.kind.String(), "backend", s.kind.backend(),
+		"width", p.width, "height", p.height, "fps", p.fps, "buffer_size", p.buffer,
+		"requested_width", s.cfg.Width, "requested_height", s.cfg.Height, "requested_fps", s.cfg.FPS, "requested_buffer_size", s.cfg.BufferSize)
+	if (s.cfg.Width > 0 && p.width != s.cfg.Width) || (s.cfg.Height > 0 && p.height != s.cfg.Height) {
+		s.log.Warn("camera: the camera gave another size than configured", "requested", fmt.Sprintf("%dx%d", s.cfg.Width, s.cfg.Height), "got", fmt.Sprintf("%dx%d", p.width, p.height))
+	}
+	if p.fps > 0 && (p.fps < s.cfg.FPS-0.5 || p.fps > s.cfg.FPS+0.5) {
+		s.log.Warn("camera: the camera gave another frame rate than configured", "requested", s.cfg.FPS, "got", p.fps)
+	}
+	if s.cfg.BufferSize > 0 && p.buffer > 0 && p.buffer != s.cfg.BufferSize {
+		s.log.Warn("camera: the driver kept another buffer size than configured", "requested", s.cfg.BufferSize, "got", p.buffer)
+	}
+}
+
+// fill copies a frame's bytes into dst, reusing dst's memory when it has
+// the right shape.
+func fill(dst *gocv.Mat, r result) error {
+	if dst.Rows() == r.rows && dst.Cols() == r.cols && dst.Type() == r.typ && dst.IsContinuous() {
+		p, err := dst.DataPtrUint8()
+		if err == nil && len(p) == len(r.data) {
+			copy(p, r.data)
+			return nil
+		}
+	}
+	tmp, err := gocv.NewMatFromBytes(r.rows, r.cols, r.typ, r.data)
+	if err != nil {
+		return fmt.Errorf("frame: %w", err)
+	}
+	tmp.CopyTo(dst)
+	tmp.Close()
+	return nil
+}

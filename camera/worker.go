@@ -1,0 +1,186 @@
+package camera
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"gocv.io/x/gocv"
+)
+
+// worker owns one opened device and the Mat it decodes into. It answers one
+// read request at a time with the frame's bytes, so no Mat ever leaves it.
+type worker struct {
+	req    chan struct{}
+	res    chan result
+	opened chan openResult
+	quit   chan struct{}
+	done   chan struct{}
+	ready  bool // the Source saw the open result (frame-loop side only)
+}
+
+type result struct {
+	data       []byte
+	rows, cols int
+	typ        gocv.MatType
+	ts         time.Time
+	eof        bool  // the device returned no frame
+	err        error // a frame that cannot be used
+	dropped    int   // stale frames grabbed and discarded before this one
+}
+
+type openResult struct {
+	props props
+	err   error
+}
+
+type props struct {
+	width, height int
+	fps           float64
+	buffer        int
+	frames        int
+}
+
+func (w *worker) stop() {
+	select {
+	case <-w.quit:
+	default:
+		close(w.quit)
+	}
+}
+
+func (s *Source) startWorker() *worker {
+	w := &worker{
+		req:    make(chan struct{}, 1),
+		res:    make(chan result, 1),
+		opened: make(chan openResult, 1),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go s.runWorker(w)
+	return w
+}
+
+// runWorker opens the device, then serves read requests until told to quit.
+// Everything OpenCV-related of this device happens on this goroutine.
+func (s *Source) runWorker(w *worker) {
+	defer close(w.done)
+	dev, err := s.o.open(s.spec)
+	if err != nil {
+		w.opened <- openResult{err: err}
+		return
+	}
+	if dev == nil {
+		w.opened <- openResult{err: errors.New("opener returned no device")}
+		return
+	}
+	defer dev.Close()
+	p := s.configure(dev)
+	w.opened <- openResult{props: p}
+
+	mat := gocv.NewMat()
+	defer mat.Close()
+	var buf []byte
+	var lastRead time.Time
+	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
+	maxDrain := max(int(s.cfg.FPS), 1)
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-w.req:
+		}
+		var r result
+		if s.kind.live() && !lastRead.IsZero() && s.o.now().Sub(lastRead) > s.cfg.MaxFrameAge {
+			// The loop was slow: the driver holds frames from the past. A grab
+			// that returns at once came from its buffer; one that waits is live.
+			for r.dropped < maxDrain {
+				t0 := s.o.now()
+				dev.Grab(1)
+				if s.o.now().Sub(t0) >= interval/2 {
+					break
+				}
+				r.dropped++
+			}
+		}
+		ok := dev.Read(&mat)
+		lastRead = s.o.now()
+		r.ts = lastRead
+		switch {
+		case !ok:
+			r.eof = true
+		default:
+			buf, r.err = frameBytes(mat, buf)
+			if r.err == nil {
+				r.data, r.rows, r.cols, r.typ = buf, mat.Rows(), mat.Cols(), mat.Type()
+			}
+		}
+		select {
+		case w.res <- r:
+		case <-w.quit:
+			return
+		}
+	}
+}
+
+// frameBytes checks a decoded frame and copies its pixels into buf.
+func frameBytes(m gocv.Mat, buf []byte) ([]byte, error) {
+	if m.Empty() {
+		return buf, errors.New("empty frame")
+	}
+	if len(m.Size()) != 2 {
+		return buf, fmt.Errorf("%d-dimensional frame", len(m.Size()))
+	}
+	if m.Rows() > maxFrameSide || m.Cols() > maxFrameSide {
+		return buf, fmt.Errorf("frame %dx%d is larger than %d px", m.Cols(), m.Rows(), maxFrameSide)
+	}
+	switch m.Type() {
+	case gocv.MatTypeCV8UC1, gocv.MatTypeCV8UC3, gocv.MatTypeCV8UC4:
+	default:
+		return buf, fmt.Errorf("frame type %v is not 8-bit grey, BGR or BGRA", m.Type())
+	}
+	src := m
+	if !m.IsContinuous() {
+		c := m.Clone()
+		defer c.Close()
+		src = c
+	}
+	p, err := src.DataPtrUint8()
+	if err != nil {
+		return buf, fmt.Errorf("frame data: %w", err)
+	}
+	if cap(buf) < len(p) {
+		buf = make([]byte, len(p))
+	}
+	buf = buf[:len(p)]
+	copy(buf, p)
+	return buf, nil
+}
+
+// configure asks a live camera for the configured format and reads back
+// what it actually gives.
+func (s *Source) configure(dev Device) props {
+	if s.kind.live() {
+		if s.cfg.FourCC != "" {
+			c := s.cfg.FourCC
+			dev.Set(gocv.VideoCaptureFOURCC, float64(uint32(c[0])|uint32(c[1])<<8|uint32(c[2])<<16|uint32(c[3])<<24))
+		}
+		if s.cfg.Width > 0 {
+			dev.Set(gocv.VideoCaptureFrameWidth, float64(s.cfg.Width))
+		}
+		if s.cfg.Height > 0 {
+			dev.Set(gocv.VideoCaptureFrameHeight, float64(s.cfg.Height))
+		}
+		dev.Set(gocv.VideoCaptureFPS, s.cfg.FPS)
+		if s.cfg.BufferSize > 0 {
+			dev.Set(gocv.VideoCaptureBufferSize, float64(s.cfg.BufferSize))
+		}
+	}
+	return props{
+		width:  int(dev.Get(gocv.VideoCaptureFrameWidth)),
+		height: int(dev.Get(gocv.VideoCaptureFrameHeight)),
+		fps:    dev.Get(gocv.VideoCaptureFPS),
+		buffer: int(dev.Get(gocv.VideoCaptureBufferSize)),
+		frames: int(dev.Get(gocv.VideoCaptureFrameCount)),
+	}
+}
