@@ -17,13 +17,14 @@ const (
 	DefaultHTTPRetries    = 2
 )
 
-// DefaultPassPattern and DefaultFailPattern are the buzzer's on/off
-// durations: one short beep on PASS, three on FAIL.
-var (
-	DefaultPassPattern = []time.Duration{150 * time.Millisecond}
-	DefaultFailPattern = []time.Duration{100 * time.Millisecond, 100 * time.Millisecond,
-		100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}
-)
+// DefaultPassPattern is the buzzer's on/off durations on PASS: one short beep.
+func DefaultPassPattern() []time.Duration { return []time.Duration{150 * time.Millisecond} }
+
+// DefaultFailPattern is the buzzer's on/off durations on FAIL: three beeps.
+func DefaultFailPattern() []time.Duration {
+	b := 100 * time.Millisecond
+	return []time.Duration{b, b, b, b, b}
+}
 
 // Actuator lists the door and indicator outputs.
 type Actuator struct {
@@ -81,10 +82,10 @@ func (o Output) WithDefaults() Output {
 	}
 	if o.Role == "buzzer" {
 		if len(o.Pattern) == 0 {
-			o.Pattern = append([]time.Duration(nil), DefaultPassPattern...)
+			o.Pattern = DefaultPassPattern()
 		}
 		if len(o.FailPattern) == 0 {
-			o.FailPattern = append([]time.Duration(nil), DefaultFailPattern...)
+			o.FailPattern = DefaultFailPattern()
 		}
 	}
 	return o

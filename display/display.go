@@ -39,18 +39,32 @@ const (
 	StateServiceUnavailable State = "service_unavailable"
 )
 
-// tones decide the colours; the page knows nothing else about states.
-var tones = map[State]string{
-	StateReady:              "idle",
-	StateGuidance:           "guide",
-	StateChecking:           "busy",
-	StatePass:               "pass",
-	StateFail:               "fail",
-	StateOffline:            "warn",
-	StateRecorded:           "ok",
-	StateLockout:            "fail",
-	StateCameraDown:         "warn",
-	StateServiceUnavailable: "warn",
+// toneOf decides the colours (the page knows nothing else about states);
+// ok is false for a state the display does not know.
+func toneOf(st State) (tone string, ok bool) {
+	switch st {
+	case StateReady:
+		return "idle", true
+	case StateGuidance:
+		return "guide", true
+	case StateChecking:
+		return "busy", true
+	case StatePass:
+		return "pass", true
+	case StateFail, StateLockout:
+		return "fail", true
+	case StateRecorded:
+		return "ok", true
+	case StateOffline, StateCameraDown, StateServiceUnavailable:
+		return "warn", true
+	}
+	return "", false
+}
+
+// states lists every State, for metrics.
+func states() []State {
+	return []State{StateReady, StateGuidance, StateChecking, StatePass, StateFail, StateOffline,
+		StateRecorded, StateLockout, StateCameraDown, StateServiceUnavailable}
 }
 
 // Update is one change of what the screen shows. Reason is a capture
@@ -81,11 +95,10 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // Server is the display. Its methods are safe for concurrent use.
 type Server struct {
-	cfg  config.Display
-	log  *slog.Logger
-	msgs messages
-	now  func() time.Time
-	page *page
+	cfg config.Display
+	log *slog.Logger
+	now func() time.Time
+	csp string // the same for every language: it pins the script and style
 
 	clients  *prometheus.GaugeVec
 	updates  *prometheus.CounterVec
@@ -93,6 +106,8 @@ type Server struct {
 	slots    chan struct{} // bounds concurrent streams
 
 	mu      sync.Mutex
+	msgs    messages
+	page    *page
 	seq     uint64
 	cur     Update
 	changed chan struct{} // closed and replaced on every Publish
@@ -123,6 +138,7 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 		log:  log,
 		msgs: msgs,
 		now:  time.Now,
+		csp:  pageCSP(),
 		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kioskd_display_clients",
 			Help: "Open display streams by kind.",
@@ -146,7 +162,7 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	for _, k := range []string{"events", "preview"} {
 		s.clients.WithLabelValues(k)
 	}
-	for st := range tones {
+	for _, st := range states() {
 		s.updates.WithLabelValues(string(st))
 	}
 	for _, r := range []string{"host", "busy"} {
@@ -164,9 +180,30 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	return s, nil
 }
 
+// SetMessages switches language and message overrides on a running
+// display (configuration reload); open pages show the current state in the
+// new texts at once, and the page's own texts on their next load.
+func (s *Server) SetMessages(language string, overrides map[string]string) error {
+	msgs, err := newMessages(language, overrides)
+	if err != nil {
+		return fmt.Errorf("display: %w", err)
+	}
+	pg, err := newPage(language, msgs["reconnecting"], s.cfg.Preview)
+	if err != nil {
+		return fmt.Errorf("display: %w", err)
+	}
+	s.mu.Lock()
+	s.msgs, s.page = msgs, pg
+	s.seq++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
 // Publish shows u on every open page and on pages that open later.
 func (s *Server) Publish(u Update) {
-	if _, ok := tones[u.State]; !ok {
+	if _, ok := toneOf(u.State); !ok {
 		s.log.Warn("display: unknown state, showing ready", "state", string(u.State))
 		u = Update{State: StateReady}
 	}
@@ -202,21 +239,29 @@ func (s *Server) PublishPreview(jpeg []byte) {
 	s.frameMu.Unlock()
 }
 
-// current returns the latest update, its sequence number and a channel
-// closed at the next Publish.
-func (s *Server) current() (Update, uint64, <-chan struct{}) {
+// snapshot is the display's state at one moment.
+type snapshot struct {
+	u       Update
+	seq     uint64
+	changed <-chan struct{} // closed at the next change
+	msgs    messages
+	page    *page
+}
+
+func (s *Server) current() snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cur, s.seq, s.changed
+	return snapshot{s.cur, s.seq, s.changed, s.msgs, s.page}
 }
 
 // render turns an update into what the page shows.
-func (s *Server) render(u Update) view {
-	v := view{State: string(u.State), Tone: tones[u.State], Text: s.msgs.text(u.State, u.Reason)}
+func (s *Server) render(msgs messages, u Update) view {
+	tone, _ := toneOf(u.State)
+	v := view{State: string(u.State), Tone: tone, Text: msgs.text(u.State, u.Reason)}
 	switch u.State {
 	case StatePass:
 		if name := firstName(u.Name); name != "" && s.cfg.GreetByName {
-			v.Text = strings.ReplaceAll(s.msgs["pass.name"], "{name}", name)
+			v.Text = strings.ReplaceAll(msgs["pass.name"], "{name}", name)
 		}
 	case StateLockout:
 		ms := max(u.Until.Sub(s.now()).Milliseconds(), 0)
@@ -283,7 +328,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		h.Set("Content-Security-Policy", s.page.csp)
+		h.Set("Content-Security-Policy", s.csp)
 		if !s.hostAllowed(r.Host) {
 			s.rejected.WithLabelValues("host").Inc()
 			http.Error(w, "misdirected request", http.StatusMisdirectedRequest)
@@ -322,13 +367,13 @@ func (s *Server) hostAllowed(hostport string) bool {
 }
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
-	u, _, _ := s.current()
-	v := s.render(u)
+	snap := s.current()
+	v := s.render(snap.msgs, snap.u)
 	text := v.Text
 	if v.RemainingMS != nil {
 		text = strings.ReplaceAll(text, "{time}", formatRemaining(*v.RemainingMS))
 	}
-	body, err := s.page.render(v, text)
+	body, err := snap.page.render(v, text)
 	if err != nil {
 		s.log.Error("display: render page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -379,25 +424,25 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	var sent uint64
 	first := true
 	for {
-		u, seq, changed := s.current()
-		if first || seq != sent {
-			data, err := json.Marshal(s.render(u))
+		snap := s.current()
+		if first || snap.seq != sent {
+			data, err := json.Marshal(s.render(snap.msgs, snap.u))
 			if err != nil {
 				s.log.Error("display: encode state", "err", err)
 				return
 			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: state\ndata: %s\n\n", seq, data); err != nil {
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: state\ndata: %s\n\n", snap.seq, data); err != nil {
 				return
 			}
 			if err := rc.Flush(); err != nil {
 				return
 			}
-			sent, first = seq, false
+			sent, first = snap.seq, false
 		}
 		select {
 		case <-r.Context().Done():
 			return
-		case <-changed:
+		case <-snap.changed:
 		case <-heartbeat.C:
 			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
 				return

@@ -537,3 +537,28 @@ func TestRun(t *testing.T) {
 		t.Errorf("Run on a bad address = %v", err)
 	}
 }
+
+func TestSetMessages(t *testing.T) {
+	s := newServer(t, testConfig())
+	base := serve(t, s)
+	r, _ := openEvents(t, base)
+	r.state()
+	s.Publish(display.Update{State: display.StateOffline})
+	r.state()
+	if err := s.SetMessages("es", map[string]string{"offline": "Sin red — use su tarjeta"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.state(); v.Text != "Sin red — use su tarjeta" {
+		t.Errorf("after SetMessages the open page shows %q", v.Text)
+	}
+	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, `lang="es"`) || !strings.Contains(body, "Reconectando…") {
+		t.Errorf("page not in Spanish after SetMessages")
+	}
+	if err := s.SetMessages("en", map[string]string{"ofline": "x"}); err == nil {
+		t.Fatal("SetMessages accepted an unknown key")
+	}
+	s.Publish(display.Update{State: display.StateReady})
+	if v, _ := r.state(); v.Text != "Mire a la cámara" {
+		t.Errorf("a refused SetMessages changed the texts: %q", v.Text)
+	}
+}

@@ -130,9 +130,15 @@ const (
 	scriptMarker = "kioskdInlineScript"
 )
 
+// pageCSP allows the inline style and script by hash, same-origin event
+// streams and images, and nothing else.
+func pageCSP() string {
+	return "default-src 'none'; script-src " + cspHash(pageJS) + "; style-src " + cspHash(pageCSS) +
+		"; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}
+
 type page struct {
 	tmpl         *template.Template
-	csp          string
 	lang         string
 	reconnecting string
 	preview      bool
@@ -149,9 +155,7 @@ func newPage(lang, reconnecting string, preview bool) (*page, error) {
 		return nil, fmt.Errorf("parse page: %w", err)
 	}
 	return &page{
-		tmpl: t,
-		csp: "default-src 'none'; script-src " + cspHash(pageJS) + "; style-src " + cspHash(pageCSS) +
-			"; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+		tmpl:         t,
 		lang:         lang,
 		reconnecting: reconnecting,
 		preview:      preview,
