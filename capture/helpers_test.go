@@ -16,11 +16,15 @@ import (
 
 // clock is a manual clock for the selection state machine.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	start time.Time
 }
 
-func newClock() *clock { return &clock{t: time.Date(2025, 1, 2, 9, 0, 0, 0, time.UTC)} }
+func newClock() *clock {
+	t0 := time.Date(2025, 1, 2, 9, 0, 0, 0, time.UTC)
+	return &clock{t: t0, start: t0}
+}
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
