@@ -102,13 +102,14 @@ func newDrainerMetrics(reg prometheus.Registerer) *drainerMetrics {
 			// NewDrainer has no error return: a second drainer on one
 			// registry shares the first one's counters.
 			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				switch c {
-				case m.delivered:
-					m.delivered = are.ExistingCollector.(prometheus.Counter)
-				case m.failures:
-					m.failures = are.ExistingCollector.(*prometheus.CounterVec)
-				}
+			if !errors.As(err, &are) {
+				continue
+			}
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok && c == prometheus.Collector(m.delivered) {
+				m.delivered = existing
+			}
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok && c == prometheus.Collector(m.failures) {
+				m.failures = existing
 			}
 		}
 	}
