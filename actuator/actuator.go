@@ -192,6 +192,10 @@ func New(cfg config.Actuator, log *slog.Logger, reg prometheus.Registerer, opts 
 		}
 	}
 
+	for _, out := range b.outputs {
+		b.log.Info("actuator output ready", "output", out.cfg.Name, "role", out.cfg.Role,
+			"driver", out.cfg.Driver, "state", "off")
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for _, out := range b.outputs {
 		if out.cfg.Role == "busy" && out.event != nil {

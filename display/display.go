@@ -207,13 +207,22 @@ func (s *Server) Publish(u Update) {
 		s.log.Warn("display: unknown state, showing ready", "state", string(u.State))
 		u = Update{State: StateReady}
 	}
-	s.updates.WithLabelValues(string(u.State)).Inc()
 	s.mu.Lock()
+	if same(s.cur, u) && s.seq > 0 {
+		// The agent may repeat itself every frame; the pages need changes.
+		s.mu.Unlock()
+		return
+	}
+	s.updates.WithLabelValues(string(u.State)).Inc()
 	s.cur = u
 	s.seq++
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+}
+
+func same(a, b Update) bool {
+	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until)
 }
 
 // maxPreviewBytes keeps a bad caller from pinning large buffers.

@@ -302,6 +302,24 @@ func TestEventStream(t *testing.T) {
 		}
 	}
 
+	// Repeating the current state sends nothing; the next change arrives next.
+	s.Publish(display.Update{State: display.StateCameraDown})
+	s.Publish(display.Update{State: display.StateCameraDown})
+	s.Publish(display.Update{State: display.StateCameraDown})
+	s.Publish(display.Update{State: display.StateChecking})
+	downs := 0
+	for v, _ := r.state(); v.State != "checking"; v, _ = r.state() {
+		if v.State != "camera_down" {
+			t.Fatalf("unexpected state %+v", v)
+		}
+		downs++
+	}
+	// Streams send the latest state, so camera_down may be skipped, but a
+	// repeat must never be sent again.
+	if downs > 1 {
+		t.Errorf("a repeated update was streamed %d times", downs)
+	}
+
 	// A page that opens later gets the latest state at once.
 	s.Publish(display.Update{State: display.StateFail, Reason: "hasLenses"})
 	late, _ := openEvents(t, base)
@@ -560,5 +578,48 @@ func TestSetMessages(t *testing.T) {
 	s.Publish(display.Update{State: display.StateReady})
 	if v, _ := r.state(); v.Text != "Mire a la cámara" {
 		t.Errorf("a refused SetMessages changed the texts: %q", v.Text)
+	}
+}
+
+func TestRepeatedUpdatesAreDropped(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := display.New(testConfig(), discard(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(state string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "kioskd_display_updates_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == state {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no kioskd_display_updates_total{state=%q}", state)
+		return 0
+	}
+	if count("service_unavailable") != 0 {
+		t.Fatal("series not initialised to 0")
+	}
+	until := time.Now().Add(time.Minute)
+	for range 3 {
+		s.Publish(display.Update{State: display.StateGuidance, Reason: "blurry"})
+		s.Publish(display.Update{State: display.StateLockout, Until: until})
+	}
+	if g, l := count("guidance"), count("lockout"); g != 3 || l != 3 {
+		t.Errorf("alternating updates counted guidance %v, lockout %v; want 3 and 3", g, l)
+	}
+	for range 3 {
+		s.Publish(display.Update{State: display.StateGuidance, Reason: "too_dark"})
+	}
+	if g := count("guidance"); g != 4 {
+		t.Errorf("a repeated update was counted: guidance %v, want 4", g)
 	}
 }
