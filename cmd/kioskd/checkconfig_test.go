@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -15,9 +14,9 @@ import (
 // binary's path.
 func buildKioskdForCheckConfig(t *testing.T, dir string) string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go" // where install-deps puts Go
 	}
 	bin := filepath.Join(dir, "kioskd")
 	cmd := exec.Command(goTool, "build", "-o", bin, ".")
