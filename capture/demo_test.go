@@ -46,7 +46,7 @@ func TestDemoClipGivesOneShotPerPerson(t *testing.T) {
 	defer frame.Close()
 
 	type shotAt struct {
-		frame int
+		frame  int
 		redder bool // person A wears orange; B is A with red and blue swapped
 	}
 	var shots []shotAt
