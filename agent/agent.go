@@ -316,7 +316,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 	case err == nil && resp.Status == uploader.StatusPass && inTime:
 		a.setAuthError(false)
 		ev.Result, ev.AuthenticationID = ResultPass, resp.AuthenticationID
-		if derr := a.d.Door.Pass(ctx, ev); derr != nil {
+		if derr := a.d.Door.Pass(liveCtx, ev); derr != nil {
 			a.log.Error("door did not open", "err", derr)
 		}
 		latency := a.observeLatency(shot)

@@ -5,8 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/display"
 )
 
 // loadConfig parses --config from args and loads it. It prints problems and
@@ -43,6 +47,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	cfg, _, code := loadConfig("check-config", args, stderr, nil)
 	if code != 0 {
 		return code
+	}
+	// Message overrides are checked against the display's own keys.
+	if _, err := display.New(cfg.Display, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cfg.Path, err)
+		return 2
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", cfg.Path)
 	return 0
