@@ -1,10 +1,8 @@
 package queue
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -271,131 +269,6 @@ func verify(db *bolt.DB) error {
 			return nil
 		})
 	})
-}
-
-// bbolt's on-disk layout (go.etcd.io/bbolt/internal/common, format
-// version 2): a 16-byte page header, then on pages 0 and 1 the meta.
-const (
-	boltMagic       = 0xED0CDAED
-	boltVersion     = 2
-	pageHeaderSize  = 16
-	metaSize        = 64
-	metaSumOffset   = 56
-	flagBranch      = 0x01
-	flagLeaf        = 0x02
-	flagFreelist    = 0x10
-	pgidNoFreelist  = ^uint64(0)
-	maxBoltPageSize = 1 << 24
-)
-
-type boltMeta struct {
-	pageSize             uint32
-	root, freelist, pgid uint64
-	txid                 uint64
-}
-
-func parseMeta(b []byte) (boltMeta, bool) {
-	if len(b) < pageHeaderSize+metaSize {
-		return boltMeta{}, false
-	}
-	m := b[pageHeaderSize : pageHeaderSize+metaSize]
-	le := binary.NativeEndian
-	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
-		return boltMeta{}, false
-	}
-	h := fnv.New64a()
-	h.Write(m[:metaSumOffset])
-	if h.Sum64() != le.Uint64(m[metaSumOffset:]) {
-		return boltMeta{}, false
-	}
-	return boltMeta{
-		pageSize: le.Uint32(m[8:]),
-		root:     le.Uint64(m[16:]),
-		freelist: le.Uint64(m[32:]),
-		pgid:     le.Uint64(m[40:]),
-		txid:     le.Uint64(m[48:]),
-	}, true
-}
-
-// checkLayout checks what bbolt.Open relies on: a valid meta page (the
-// newer of the two, as bbolt picks), a file long enough for every page the
-// meta counts, and a freelist page whose IDs are all in range.
-func checkLayout(f *os.File, size int64) error {
-	buf := make([]byte, 4096)
-	n, _ := f.ReadAt(buf, 0)
-	m0, ok0 := parseMeta(buf[:n])
-	var m1 boltMeta
-	var ok1 bool
-	if ok0 {
-		if n, _ := f.ReadAt(buf, int64(m0.pageSize)); n > 0 {
-			m1, ok1 = parseMeta(buf[:n])
-		}
-	} else {
-		// bbolt looks for the second meta page at every power-of-two size.
-		for i := 0; i <= 14 && !ok1; i++ {
-			if n, _ := f.ReadAt(buf, int64(1024<<i)); n > 0 {
-				m1, ok1 = parseMeta(buf[:n])
-			}
-		}
-	}
-	m := m0
-	switch {
-	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
-		m = m1
-	case !ok0 && !ok1:
-		return fmt.Errorf("%w: not a bbolt database (no valid meta page)", ErrCorrupt)
-	}
-	ps := uint64(m.pageSize)
-	if ps < 512 || ps > maxBoltPageSize || ps&(ps-1) != 0 {
-		return fmt.Errorf("%w: page size %d", ErrCorrupt, ps)
-	}
-	if m.pgid < 3 {
-		return fmt.Errorf("%w: %d pages", ErrCorrupt, m.pgid)
-	}
-	if m.pgid > uint64(size)/ps {
-		return fmt.Errorf("%w: truncated: %d bytes, the meta page counts %d pages of %d", ErrCorrupt, size, m.pgid, ps)
-	}
-	if m.root < 2 || m.root >= m.pgid {
-		return fmt.Errorf("%w: root page %d out of range", ErrCorrupt, m.root)
-	}
-	hdr := make([]byte, pageHeaderSize+8)
-	if _, err := f.ReadAt(hdr, int64(m.root*ps)); err != nil {
-		return fmt.Errorf("%w: root page: %v", ErrCorrupt, err)
-	}
-	le := binary.NativeEndian
-	if le.Uint64(hdr) != m.root || le.Uint16(hdr[8:])&(flagBranch|flagLeaf) == 0 {
-		return fmt.Errorf("%w: root page %d is not a tree page", ErrCorrupt, m.root)
-	}
-	if m.freelist == pgidNoFreelist {
-		return nil
-	}
-	if m.freelist < 2 || m.freelist >= m.pgid {
-		return fmt.Errorf("%w: freelist page %d out of range", ErrCorrupt, m.freelist)
-	}
-	if _, err := f.ReadAt(hdr, int64(m.freelist*ps)); err != nil {
-		return fmt.Errorf("%w: freelist page: %v", ErrCorrupt, err)
-	}
-	if le.Uint64(hdr) != m.freelist || le.Uint16(hdr[8:])&flagFreelist == 0 {
-		return fmt.Errorf("%w: freelist page %d has the wrong type", ErrCorrupt, m.freelist)
-	}
-	count, start := uint64(le.Uint16(hdr[10:])), uint64(pageHeaderSize)
-	overflow := uint64(le.Uint32(hdr[12:]))
-	if count == 0xFFFF {
-		count, start = le.Uint64(hdr[16:]), pageHeaderSize+8
-	}
-	if m.freelist+overflow >= m.pgid || start+count*8 > (overflow+1)*ps || count > m.pgid {
-		return fmt.Errorf("%w: freelist page %d is inconsistent", ErrCorrupt, m.freelist)
-	}
-	ids := make([]byte, count*8)
-	if _, err := f.ReadAt(ids, int64(m.freelist*ps+start)); err != nil {
-		return fmt.Errorf("%w: freelist: %v", ErrCorrupt, err)
-	}
-	for i := uint64(0); i < count; i++ {
-		if id := le.Uint64(ids[i*8:]); id < 2 || id >= m.pgid {
-			return fmt.Errorf("%w: freelist names page %d, beyond the file", ErrCorrupt, id)
-		}
-	}
-	return nil
 }
 
 func syncDir(dir string) error {

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -112,6 +113,22 @@ func TestCorruptFileIsMovedAside(t *testing.T) {
 			// follows the garbage element offsets.
 			copy(page, []byte{byte(root), byte(root >> 8), 0, 0, 0, 0, 0, 0, 0x02, 0, 0x40, 0x00, 0, 0, 0, 0})
 			overwrite(t, path, root*int64(ps), page)
+		}},
+		{"branch page pointing at itself", func(t *testing.T, path string) {
+			// Enough headers for the pending bucket's root to be a branch.
+			filledQueue(t, testConfigAt(path), 120, 100)
+			ps, root, _ := pageOf(t, path)
+			page := make([]byte, 24)
+			f, _ := os.Open(path)
+			_, _ = f.ReadAt(page, root*int64(ps))
+			f.Close()
+			if binary.LittleEndian.Uint16(page[8:]) != 0x01 {
+				t.Fatal("the pending bucket's root is not a branch page: add items")
+			}
+			// Element 0's child is the page itself: bbolt would descend
+			// forever.
+			binary.LittleEndian.PutUint64(page[16:], uint64(root))
+			overwrite(t, path, root*int64(ps)+16+8, page[16:24])
 		}},
 		{"freelist page overwritten", func(t *testing.T, path string) {
 			filledQueue(t, testConfigAt(path), 10, 2<<10)
@@ -342,4 +359,58 @@ func pageOfOpen(t *testing.T, q *queue.Queue) (int, int64, int64) {
 		t.Fatal(err)
 	}
 	return pageOf(t, tmp)
+}
+
+// FuzzOpenDamagedFile writes arbitrary bytes (seeded with a real queue
+// file) as the queue file: Open must never crash or hang, and whatever it
+// opens must be usable.
+func FuzzOpenDamagedFile(f *testing.F) {
+	seedPath := f.TempDir() + "/seed.db"
+	q, err := queue.Open(testConfigAt(seedPath), quiet(), prometheus.NewRegistry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 8 {
+		if _, err := q.Enqueue(f.Context(), queue.Item{JPEG: fakeJPEG(300+i*700, uint64(i))}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	q.Close()
+	seed, err := os.ReadFile(seedPath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte("not a database"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 1<<20 {
+			return
+		}
+		cfg := testConfigAt(t.TempDir() + "/queue.db")
+		if err := os.WriteFile(cfg.Path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		q, err := queue.Open(cfg, quiet(), prometheus.NewRegistry(), queue.WithLockTimeout(100*time.Millisecond))
+		if err != nil {
+			if errors.Is(err, queue.ErrLocked) {
+				t.Fatalf("a damaged file reported as locked: %v", err)
+			}
+			return // e.g. a readable file of another format version: refused, not crashed
+		}
+		defer q.Close()
+		if _, err := q.Stats(); err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
+		_, _ = q.List(false)
+		_, _ = q.List(true)
+		for range 20 {
+			it, err := q.LeaseOldest()
+			if err != nil || it == nil {
+				break
+			}
+		}
+		if _, err := q.Enqueue(t.Context(), queue.Item{JPEG: fakeJPEG(100, 1)}); err != nil {
+			t.Fatalf("Enqueue on the opened file: %v", err)
+		}
+	})
 }
