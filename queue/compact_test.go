@@ -43,6 +43,12 @@ func TestFileSizeStaysBounded(t *testing.T) {
 		t.Fatalf("file grew to %d bytes over %d cycles, past the %d byte limit", peak, cycles, int64(cfg.MaxBytes))
 	}
 	t.Logf("%d cycles: peak file size %d bytes (limit %d)", cycles, peak, int64(cfg.MaxBytes))
+	// The churned file passes the open-time checks as it is.
+	q.Close()
+	q2, reg := open(t, cfg)
+	if st, _ := q2.Stats(); st.Depth != len(backlog) || metricValue(t, reg, "kioskd_queue_recovered_files_total") != 0 {
+		t.Fatalf("after reopen: depth %d, want %d, without recovery", st.Depth, len(backlog))
+	}
 }
 
 // TestCompaction fills the queue to its byte limit, drains it and checks
