@@ -104,9 +104,8 @@ type Agent struct {
 	authError  atomic.Bool
 	holdUntil  atomic.Int64 // unix nanos until which a result stays on screen
 
-	mu       sync.Mutex
-	shown    display.Update
-	authLogd bool
+	mu    sync.Mutex
+	shown display.Update
 }
 
 // resultHold is how long a PASS/FAIL/OFFLINE message stays on screen before

@@ -32,7 +32,9 @@ func (q *Queue) defaults() {
 	q.TTL = 24 * time.Hour
 	q.BackoffMin = time.Second
 	q.BackoffMax = 5 * time.Minute
-	q.MaxAttempts = 50
+	// Enough retries at backoff_max to outlast the TTL: an outage ends in
+	// delivery or a counted ttl drop, not in a dead letter nobody drains.
+	q.MaxAttempts = 1000
 }
 
 func (q *Queue) validate(p *Problems) {
