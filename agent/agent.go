@@ -84,6 +84,8 @@ type Deps struct {
 	Log      *slog.Logger
 	Reg      prometheus.Registerer
 	Now      func() time.Time
+	// PreviewFPS > 0 publishes a small MJPEG preview with face boxes.
+	PreviewFPS float64
 }
 
 // Agent is one running kioskd.
@@ -214,6 +216,11 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 	defer close(a.shots)
 	frame := gocv.NewMat()
 	defer frame.Close()
+	var pv *preview
+	if a.d.Display != nil {
+		pv = newPreview(a.d.PreviewFPS)
+	}
+	defer pv.close()
 	busy := false
 	for {
 		if ctx.Err() != nil {
@@ -251,6 +258,9 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		if err != nil {
 			a.log.Warn("frame rejected", "err", err)
 			continue
+		}
+		if jpg := pv.frame(a.now(), frame, ev.Analysis.Faces); jpg != nil {
+			a.d.Display.PublishPreview(jpg)
 		}
 		switch ev.Kind {
 		case capture.EventShot:

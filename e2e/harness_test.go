@@ -252,6 +252,7 @@ type runOpts struct {
 	Incode    string // extra lines under incode:
 	Actuators string // the actuator outputs list; default: log outputs
 	Display   string // display listen address
+	DisplayX  string // extra lines under display:
 }
 
 func writeConfig(t *testing.T, o runOpts) string {
@@ -305,12 +306,13 @@ actuator:
 %s
 display:
   listen: %s
+%s
 metrics:
   listen: 127.0.0.1:0
 log:
   level: %s
   format: json
-%s`, o.Mode, o.State, o.BaseURL, o.Incode, o.Clip, o.Loop, o.Realtime, o.Camera, o.Capture, o.State, o.Actuators, o.Display, o.LogLevel, o.Extra)
+%s`, o.Mode, o.State, o.BaseURL, o.Incode, o.Clip, o.Loop, o.Realtime, o.Camera, o.Capture, o.State, o.Actuators, o.Display, o.DisplayX, o.LogLevel, o.Extra)
 	path := filepath.Join(o.State, "kioskd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -152,6 +152,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg}
 	if disp != nil {
 		deps.Display = disp
+		if cfg.Display.Preview {
+			deps.PreviewFPS = cfg.Display.PreviewFPS
+		}
 	}
 	// A queue that cannot be opened must not stop live decisions.
 	q, qerr := queue.Open(cfg.Queue, log, reg)

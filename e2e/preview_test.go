@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestPreviewStream turns display.preview on and reads JPEG parts from the
+// MJPEG stream; with preview off the endpoint does not exist.
+func TestPreviewStream(t *testing.T) {
+	t.Parallel()
+	s := startSim(t)
+	cfg := writeConfig(t, runOpts{BaseURL: s.URL, Realtime: true, Loop: true, DisplayX: "  preview: true\n  preview_fps: 5"})
+	k := startKioskd(t, cfg)
+	addr := displayAddr(t, k)
+	resp, err := http.Get("http://" + addr + "/preview.mjpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/x-mixed-replace") {
+		t.Fatalf("preview content type %q", ct)
+	}
+	r := bufio.NewReader(io.LimitReader(resp.Body, 4<<20))
+	jpegs := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for jpegs < 2 && time.Now().Before(deadline) {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("preview stream: %v", err)
+		}
+		if bytes.HasPrefix(line, []byte{0xFF, 0xD8, 0xFF}) {
+			jpegs++
+		}
+	}
+	if jpegs < 2 {
+		t.Fatalf("saw %d JPEG frames in the preview stream", jpegs)
+	}
+	k.signal(t, syscall.SIGTERM)
+	if code := k.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("kioskd exited %d", code)
+	}
+
+	cfg2 := writeConfig(t, runOpts{BaseURL: s.URL, Realtime: true, Loop: true})
+	k2 := startKioskd(t, cfg2)
+	resp2, err := http.Get("http://" + displayAddr(t, k2) + "/preview.mjpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusNotFound {
+		t.Fatalf("preview off: got %s, want 404", resp2.Status)
+	}
+	k2.signal(t, syscall.SIGTERM)
+	k2.wait(t, 10*time.Second)
+}
+
+var displayRE = regexp.MustCompile(`"msg":"display listening".*"addr":"([^"]+)"`)
+
+// displayAddr is the kiosk page's address from kioskd's log.
+func displayAddr(t *testing.T, k *proc) string {
+	t.Helper()
+	return displayRE.FindStringSubmatch(k.waitLine(t, displayRE, 20*time.Second))[1]
+}
