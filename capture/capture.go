@@ -268,7 +268,7 @@ func (s *Selector) Analyze(frame gocv.Mat) (Analysis, error) {
 	saved := *s.det
 	res := s.det.detect(frame, false, 0, 1)
 	// A whole-frame search must not disturb the live loop's tracking.
-	s.det.last, s.det.sinceFull, s.det.haveThumb, s.det.lastEmpty = saved.last, saved.sinceFull, saved.haveThumb, saved.lastEmpty
+	s.det.last, s.det.sinceFull, s.det.haveThumb, s.det.emptyRuns = saved.last, saved.sinceFull, saved.haveThumb, saved.emptyRuns
 	return s.sc.analyse(frame, res.faces), nil
 }
 

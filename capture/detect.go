@@ -42,6 +42,10 @@ const (
 	thumbWidth = 32
 	claheClip  = 2.0
 	claheTiles = 4
+	// confirmEmpty is how many searches in a row must find nothing before an
+	// unchanged scene is skipped: a detector misses a face now and then, and
+	// a person standing still must not be ignored for a second because of it.
+	confirmEmpty = 3
 	// forceFullEvery bounds how long a static scene can skip the cascade.
 	forceFullEvery = 30
 )
@@ -182,7 +186,7 @@ type detector struct {
 	last      []image.Rectangle // detection coordinates
 	sinceFull int
 	haveThumb bool
-	lastEmpty bool
+	emptyRuns int // consecutive searches that found no face
 
 	// warnSmall is set when a configured detect_width cannot see minFace.
 	warnSmall func(effective int)
@@ -259,15 +263,17 @@ func (d *detector) prepare(frame gocv.Mat) {
 	default:
 		d.small.CopyTo(&d.gray)
 	}
+	// The change test looks at the scene as the camera saw it: CLAHE would
+	// amplify sensor noise into "motion".
+	tw := min(thumbWidth, d.smallSize.X)
+	th := max(d.smallSize.Y*tw/d.smallSize.X, 1)
+	gocv.Resize(d.gray, &d.thumb, image.Pt(tw, th), 0, 0, gocv.InterpolationArea)
 	d.clahe.Apply(d.gray, &d.gray)
 }
 
 // changed compares a small thumbnail of the prepared frame with the one of
 // the last frame the cascade ran on.
 func (d *detector) changed(threshold float64) (float64, bool) {
-	tw := min(thumbWidth, d.smallSize.X)
-	th := max(d.smallSize.Y*tw/d.smallSize.X, 1)
-	gocv.Resize(d.gray, &d.thumb, image.Pt(tw, th), 0, 0, gocv.InterpolationArea)
 	if !d.haveThumb || d.lastThumb.Cols() != d.thumb.Cols() || d.lastThumb.Rows() != d.thumb.Rows() {
 		return math.Inf(1), true
 	}
@@ -317,7 +323,7 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		found = d.full()
 		res.ran, res.full = true, true
 	} else {
-		if changeThreshold > 0 && d.lastEmpty && d.sinceFull < forceFullEvery {
+		if changeThreshold > 0 && d.emptyRuns >= confirmEmpty && d.sinceFull < forceFullEvery {
 			var moved bool
 			res.changed, moved = d.changed(changeThreshold)
 			if !moved {
@@ -325,13 +331,19 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				return res
 			}
 		}
+		triedNear := false
 		if len(d.last) == 1 && d.sinceFull < fullEvery {
 			found = d.near(d.last[0])
-			res.ran = true
+			res.ran, triedNear = true, true
 		}
 		if len(found) == 0 {
 			found = d.full()
 			res.ran, res.full = true, true
+		}
+		if len(found) == 0 && len(d.last) == 1 && !triedNear {
+			// A scheduled whole-frame search can miss a face the focused
+			// search still sees; one miss must not lose the person.
+			found = d.near(d.last[0])
 		}
 		if res.full {
 			d.sinceFull = 0
@@ -339,13 +351,14 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 			d.sinceFull++
 		}
 		d.last = append(d.last[:0], found...)
-		d.lastEmpty = len(found) == 0
-		if d.lastEmpty && changeThreshold > 0 {
+		if len(found) == 0 {
+			d.emptyRuns++
+		} else {
+			d.emptyRuns = 0
+		}
+		if len(found) == 0 && changeThreshold > 0 {
 			// Remember the empty scene the cascade actually looked at, so
 			// that slow drift accumulates until it counts as a change.
-			if math.IsInf(res.changed, 1) {
-				d.changed(changeThreshold)
-			}
 			d.thumb.CopyTo(&d.lastThumb)
 			d.haveThumb = true
 		}
@@ -371,5 +384,5 @@ func (d *detector) reset() {
 	d.last = nil
 	d.sinceFull = 0
 	d.haveThumb = false
-	d.lastEmpty = false
+	d.emptyRuns = 0
 }

@@ -308,11 +308,11 @@ func TestChangeTestSkipsStaticSceneAndWakesAtOnce(t *testing.T) {
 	s, reg := newSelector(t, selectCfg(), WithClock(clk.Now))
 	r := &run{t: t, s: s, clk: clk, f: newFrames(t, 640, 360)}
 	r.feed("empty", 20)
-	if n := counterValue(t, reg, "kioskd_capture_detect_duration_seconds", ""); n != 1 {
-		t.Errorf("cascade ran %v times on 20 identical empty frames, want 1", n)
+	if n := counterValue(t, reg, "kioskd_capture_detect_duration_seconds", ""); n != confirmEmpty {
+		t.Errorf("cascade ran %v times on 20 identical empty frames, want %d", n, confirmEmpty)
 	}
 	r.feed("empty", forceFullEvery)
-	if n := counterValue(t, reg, "kioskd_capture_detect_duration_seconds", ""); n != 2 {
+	if n := counterValue(t, reg, "kioskd_capture_detect_duration_seconds", ""); n != confirmEmpty+1 {
 		t.Errorf("cascade ran %v times after %d more frames, want one forced search", n, forceFullEvery)
 	}
 	ev, err := s.Process(r.f.get("a"), clk.Add(frameGap))
