@@ -94,6 +94,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	}
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
+	cfg.warnResolution()
 	if len(problems) > 0 {
 		// check-config prints one line per problem; YAML errors quote
 		// values, which may hold line breaks.
@@ -301,4 +302,16 @@ func (c *Config) resolveSecrets(env Env, p *Problems) {
 	c.Incode.APIKey = c.readSecret("incode.api_key_file", c.Incode.APIKeyFile, "api-key", "KIOSKD_API_KEY", env, true, p)
 	c.Incode.HardwareID = c.readSecret("incode.hardware_id_file", c.Incode.HardwareIDFile, "hardware-id", "KIOSKD_HARDWARE_ID", env, true, p)
 	c.resolveQueueKey(env, p)
+}
+
+// minUploadSide is what Incode asks of a selfie's long side.
+const minUploadSide = 1000
+
+// warnResolution warns when the camera cannot give the service the long
+// side it asks for: kioskd still runs, but matches may suffer.
+func (c *Config) warnResolution() {
+	long := max(c.Camera.Width, c.Camera.Height)
+	if long > 0 && long < minUploadSide {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("camera.width/height: %dx%d gives uploads under the %d px on the long side that Incode asks for", c.Camera.Width, c.Camera.Height, minUploadSide))
+	}
 }
