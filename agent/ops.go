@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -69,33 +70,50 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // HostGuard rejects requests whose Host header names something other than
 // the listen address, so that a web page cannot reach a loopback service
-// through DNS rebinding. A wildcard listen address accepts any Host unless
-// allowed hosts are given.
+// through DNS rebinding. Only the name is compared: the attacker controls
+// the name, not the port, and with listen port 0 the configured port is not
+// the one clients use. A wildcard listen address accepts any Host unless
+// allowed hosts are given; an allowed entry is a name or a host:port.
 func HostGuard(listen string, allowed []string, next http.Handler) http.Handler {
-	host, port, _ := net.SplitHostPort(listen)
-	ok := map[string]bool{}
-	for _, h := range allowed {
-		ok[h] = true
+	host, _, _ := net.SplitHostPort(listen)
+	names := map[string]bool{}
+	hostports := map[string]bool{}
+	for _, a := range allowed {
+		a = strings.ToLower(a)
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			hostports[a] = true
+		} else {
+			names[strings.Trim(a, "[]")] = true
+		}
 	}
 	wildcard := host == "" || host == "0.0.0.0" || host == "::"
 	if !wildcard || len(allowed) > 0 {
-		for _, h := range []string{host, "localhost", "127.0.0.1", "[::1]"} {
-			if h == "" {
-				continue
-			}
-			ok[net.JoinHostPort(h, port)] = true
-			if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
-				ok["["+h+"]:"+port] = true
+		for _, h := range []string{host, "localhost", "127.0.0.1", "::1"} {
+			if h != "" {
+				names[strings.ToLower(h)] = true
 			}
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(ok) > 0 && !ok[r.Host] {
+		if len(names)+len(hostports) > 0 && !hostAllowed(names, hostports, r.Host) {
 			http.Error(w, "misdirected request", http.StatusMisdirectedRequest)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func hostAllowed(names, hostports map[string]bool, hostport string) bool {
+	hostport = strings.ToLower(hostport)
+	if hostports[hostport] {
+		return true
+	}
+	h := hostport
+	if hh, _, err := net.SplitHostPort(hostport); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+	return h != "" && names[h]
 }
 
 // Serve runs an HTTP server on listen until ctx ends.
