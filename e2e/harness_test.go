@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -252,6 +253,7 @@ type runOpts struct {
 	Incode    string // extra lines under incode:
 	Actuators string // the actuator outputs list; default: log outputs
 	Display   string // display listen address
+	Queue     string // lines under queue: after path; default backoff 200ms..1s
 	DisplayX  string // extra lines under display:
 }
 
@@ -273,6 +275,9 @@ func writeConfig(t *testing.T, o runOpts) string {
 		o.Actuators = `    - {name: door, role: unlock, driver: log, pulse: 3s}
     - {name: green, role: pass, driver: log, pulse: 1s}
     - {name: red, role: fail, driver: log, pulse: 1s}`
+	}
+	if o.Queue == "" {
+		o.Queue = "  backoff_min: 200ms\n  backoff_max: 1s"
 	}
 	if o.Display == "" {
 		o.Display = "127.0.0.1:0"
@@ -299,8 +304,7 @@ capture:
 %s
 queue:
   path: %s/queue.db
-  backoff_min: 200ms
-  backoff_max: 1s
+%s
 actuator:
   outputs:
 %s
@@ -312,7 +316,7 @@ metrics:
 log:
   level: %s
   format: json
-%s`, o.Mode, o.State, o.BaseURL, o.Incode, o.Clip, o.Loop, o.Realtime, o.Camera, o.Capture, o.State, o.Actuators, o.Display, o.DisplayX, o.LogLevel, o.Extra)
+%s`, o.Mode, o.State, o.BaseURL, o.Incode, o.Clip, o.Loop, o.Realtime, o.Camera, o.Capture, o.State, o.Queue, o.Actuators, o.Display, o.DisplayX, o.LogLevel, o.Extra)
 	path := filepath.Join(o.State, "kioskd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -380,4 +384,121 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		case <-tick.C:
 		}
 	}
+}
+
+// screenView is one state the kiosk page was sent over /events.
+type screenView struct {
+	State string `json:"state"`
+	Tone  string `json:"tone"`
+	Text  string `json:"text"`
+}
+
+// screen follows the display's Server-Sent Events, as the kiosk page does,
+// and keeps every state it was sent.
+type screen struct {
+	mu    sync.Mutex
+	views []screenView
+	done  chan struct{}
+}
+
+func watchScreen(t *testing.T, addr string) *screen {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("display events: %v", err)
+	}
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body.Close()
+		cancel()
+		t.Fatalf("display events: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	s := &screen{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var v screenView
+			if json.Unmarshal([]byte(data), &v) == nil {
+				s.mu.Lock()
+				s.views = append(s.views, v)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+	})
+	return s
+}
+
+// seen returns the states received so far.
+func (s *screen) seen() []screenView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]screenView(nil), s.views...)
+}
+
+// waitState waits until the page was sent state and returns that view.
+func (s *screen) waitState(t *testing.T, state string, timeout time.Duration) screenView {
+	t.Helper()
+	var got screenView
+	eventually(t, timeout, "the screen to show "+state, func() bool {
+		for _, v := range s.seen() {
+			if v.State == state {
+				got = v
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// kioskdCmd runs a short kioskd command (queue stats, check-config …) and
+// returns its stdout, stderr and exit code.
+func kioskdCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "kioskd"), args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), kioskdEnv()...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("kioskd %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// queueStats runs `kioskd queue stats --json` on a stopped kioskd's queue.
+func queueStats(t *testing.T, cfgPath string) map[string]any {
+	t.Helper()
+	out, errOut, code := kioskdCmd(t, "queue", "stats", "--json", "--config", cfgPath)
+	if code != 0 {
+		t.Fatalf("kioskd queue stats exited %d: %s%s", code, out, errOut)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("kioskd queue stats --json: %v: %s", err, out)
+	}
+	return m
 }
