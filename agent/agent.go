@@ -330,7 +330,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		}
 		latency := a.observeLatency(shot)
 		a.publish(display.Update{State: "pass", Name: a.firstName(ctx, resp.Token)}, true)
-		a.record(ResultPass, "", resp.AuthenticationID, latency, false)
+		a.record(ResultPass, "", resp.AuthenticationID, latency, false, "capture_id", id)
 		a.wakeDrainer()
 	case err == nil && resp.Status == uploader.StatusPass:
 		// The service said PASS, but after the person was told to wait no
@@ -339,8 +339,9 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		ev.Result, ev.Reason = ResultError, "late"
 		a.signalFail(ctx, ev)
 		latency := a.observeLatency(shot)
-		a.publish(display.Update{State: "fail", Reason: "late"}, true)
-		a.record(ResultError, "late", resp.AuthenticationID, latency, false)
+		// Not "not recognised": the service recognised nobody in time.
+		a.publish(display.Update{State: "service_unavailable"}, true)
+		a.record(ResultError, "late", resp.AuthenticationID, latency, false, "capture_id", id)
 	case err == nil:
 		a.setAuthError(false)
 		reason := string(resp.FailureReason)
@@ -351,7 +352,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		a.signalFail(ctx, ev)
 		latency := a.observeLatency(shot)
 		a.publish(display.Update{State: "fail", Reason: reason}, true)
-		a.record(ResultFail, reason, resp.AuthenticationID, latency, false)
+		a.record(ResultFail, reason, resp.AuthenticationID, latency, false, "capture_id", id)
 		a.wakeDrainer()
 	case uploader.Retryable(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		reason := uploader.Reason(err)
@@ -367,7 +368,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 			state = "recorded"
 		}
 		a.publish(display.Update{State: state}, true)
-		a.record(ResultOffline, reason, "", latency, false, "queued", queued, "err", err)
+		a.record(ResultOffline, reason, "", latency, false, "capture_id", id, "queued", queued, "err", err)
 	default:
 		reason := uploader.Reason(err)
 		ev.Result, ev.Reason = ResultError, reason
@@ -376,11 +377,12 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		var apiErr *uploader.APIError
 		if errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403) {
 			a.setAuthError(true)
-			a.publish(display.Update{State: "service_unavailable"}, true)
-		} else {
-			a.publish(display.Update{State: "fail", Reason: reason}, true)
 		}
-		a.record(ResultError, reason, "", latency, false, "err", err)
+		// The service gave no usable answer (bad credentials, a malformed
+		// or refused answer): telling the person "not recognised" would be
+		// false, and trying again will not help.
+		a.publish(display.Update{State: "service_unavailable"}, true)
+		a.record(ResultError, reason, "", latency, false, "capture_id", id, "err", err)
 	}
 }
 
@@ -472,7 +474,7 @@ func (a *Agent) Deliver(ctx context.Context, it queue.Item) error {
 		if uploader.Retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		a.record(ResultError, uploader.Reason(err), "", a.now().Sub(it.CapturedAt), true, "err", err)
+		a.record(ResultError, uploader.Reason(err), "", a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "err", err)
 		return queue.Permanent(err)
 	}
 	a.setAuthError(false)
@@ -480,7 +482,7 @@ func (a *Agent) Deliver(ctx context.Context, it queue.Item) error {
 	if resp.Status == uploader.StatusPass {
 		result, reason = ResultPass, ""
 	}
-	a.record(result, reason, resp.AuthenticationID, a.now().Sub(it.CapturedAt), true, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
+	a.record(result, reason, resp.AuthenticationID, a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
 	return nil
 }
 
