@@ -438,7 +438,11 @@ func (c *Client) do(ctx context.Context, cl call) (int, []byte, error) {
 			return 0, nil, fmt.Errorf("incode %s %s: HTTP %d: reading body: %w", cl.method, cl.path, resp.StatusCode, cerr)
 		}
 		if ok {
-			return 0, nil, c.malformed(cl.method, cl.path, resp.StatusCode, fmt.Errorf("body truncated after %d bytes: %v", len(body), rerr), cl.token)
+			// The connection broke mid-answer: a transport failure, so the
+			// capture is kept and resent under the same Idempotency-Key
+			// (which gets the stored answer back) rather than dropped. A
+			// partial body is never decoded, so it cannot open a door.
+			return 0, nil, fmt.Errorf("incode %s %s: HTTP %d: body truncated after %d bytes: %w", cl.method, cl.path, resp.StatusCode, len(body), &truncatedError{rerr})
 		}
 		// An error answer cut short is still that error answer.
 	}

@@ -130,7 +130,8 @@ func TestContractAuthenticateScript(t *testing.T) {
 		{"http:504", want{errCode: 504, errClass: "server_error"}},
 		{"reset", want{errClass: "transport"}},
 		{"hang", want{errClass: "timeout"}},
-		{"half", want{errClass: "malformed", malform: "truncated"}},
+		// The connection broke mid-answer: retryable, never decoded.
+		{"half", want{errClass: "transport"}},
 		{"html", want{errClass: "malformed", malform: "text/html"}},
 		{"garbage", want{errClass: "malformed", malform: "not a JSON"}},
 		{"wrongshape", want{errClass: "malformed", malform: "wrong shape"}},
@@ -219,6 +220,10 @@ func TestContractAuthenticateScript(t *testing.T) {
 				if !Retryable(err) {
 					t.Errorf("reset not retryable: %v", err)
 				}
+			case "half":
+				if !Retryable(err) || errors.Is(err, ErrMalformed) || resp != nil || !strings.Contains(err.Error(), "HTTP 200: body truncated") {
+					t.Errorf("half: %v, answer %+v; want a retryable transport error and no answer", err, resp)
+				}
 			default:
 				if resp != nil {
 					t.Errorf("answer %+v with error %v", resp, err)
@@ -248,7 +253,7 @@ func TestContractGetScript(t *testing.T) {
 	}
 	items := map[string]string{
 		"http:503": "server_error", "http:401": "unauthorized", "http:429": "rate_limited",
-		"reset": "transport", "half": "malformed", "html": "malformed", "garbage": "malformed",
+		"reset": "transport", "half": "transport", "html": "malformed", "garbage": "malformed",
 		"wrongshape": "malformed", "hang": "timeout", "delay:50ms": "",
 	}
 	for ep, call := range calls {

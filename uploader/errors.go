@@ -14,7 +14,7 @@ import (
 )
 
 // ErrMalformed is wrapped by every error about a 2xx answer that cannot be
-// trusted: not JSON, truncated, larger than the limit, of the wrong shape, a
+// trusted: not JSON, larger than the limit, of the wrong shape, a
 // status that is neither PASS nor FAIL, or a PASS without authenticationId.
 // Such an answer must never open a door.
 var ErrMalformed = errors.New("malformed response")
@@ -130,6 +130,15 @@ func Reason(err error) string {
 	}
 	return "transport"
 }
+
+// truncatedError is a 2xx answer whose body ended early: the connection
+// failed, not the service, so it is retryable like any transport error.
+type truncatedError struct{ err error }
+
+func (e *truncatedError) Error() string {
+	return "connection failed while reading the answer: " + e.err.Error()
+}
+func (e *truncatedError) Unwrap() error { return e.err }
 
 // isCertError reports TLS verification failures, which another attempt
 // within the same call cannot fix.
