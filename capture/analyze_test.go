@@ -251,21 +251,19 @@ func TestCascades(t *testing.T) {
 
 func TestDetectWidthKeepsMinimumFaceAboveWindow(t *testing.T) {
 	for _, c := range []struct{ frame, minFace, want int }{
-		{1280, 90, 410}, // default min_face_px 120 with the 0.75 margin
-		{640, 60, 308},  // the demo: min_face_px 80
-		{1920, 90, 615},
-		{320, 90, 103}, // never wider than the frame, never below 128 unless the frame is
-		{4000, 3000, 128},
+		{1280, 90, 426}, // default min_face_px 120 with the 0.75 margin: 410, rounded to 1280/3
+		{640, 60, 320},  // the demo: min_face_px 80
+		{1920, 90, 640},
+		{320, 90, 160}, // never below 128 px unless the frame is
+		{4000, 3000, 129},
+		{100, 90, 100},
 	} {
 		got := DetectWidth(c.frame, c.minFace, 24, 0)
-		if c.frame == 320 {
-			c.want = 128
-		}
 		if got != c.want {
 			t.Errorf("DetectWidth(%d, %d) = %d, want %d", c.frame, c.minFace, got, c.want)
 		}
-		if scaled := float64(c.minFace) * float64(got) / float64(c.frame); got < c.frame && scaled < 24 {
-			t.Errorf("frame %d: min face %d scales to %.1f px, below the 24 px window", c.frame, c.minFace, scaled)
+		if scaled := float64(c.minFace) * float64(got) / float64(c.frame); got < c.frame && scaled < 24*windowMargin {
+			t.Errorf("frame %d: min face %d scales to %.1f px, below the 24 px window with its margin", c.frame, c.minFace, scaled)
 		}
 	}
 	if got := DetectWidth(1280, 90, 24, 320); got != 320 {

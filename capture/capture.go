@@ -162,37 +162,15 @@ func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts .
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if cfg.MinFacePx <= 0 || cfg.PresenceFrames <= 0 || cfg.AbsentFrames <= 0 || cfg.FullSearchEvery <= 0 || cfg.JPEGQuality <= 0 {
-		return nil, errors.New("capture: configuration without defaults (use config.Default or config.Load)")
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
 	}
-	face, win, err := loadCascade(cfg.Cascade)
+	p, err := newParts(cfg, log, o.now)
 	if err != nil {
-		return nil, fmt.Errorf("capture: face cascade: %w", err)
+		return nil, err
 	}
 	s := &Selector{cfg: cfg, log: log, now: o.now, store: o.store, best: gocv.NewMat()}
-	if cfg.EyesCascade != "" {
-		eyes, ewin, err := loadCascade(cfg.EyesCascade)
-		if err != nil {
-			face.Close()
-			s.best.Close()
-			return nil, fmt.Errorf("capture: eyes cascade: %w", err)
-		}
-		s.eyes = &eyes
-		s.sc = newScorer(cfg, s.eyes, ewin)
-	} else {
-		s.sc = newScorer(cfg, nil, image.Point{})
-	}
-	minDetect := max(int(float64(cfg.MinFacePx)*detectMargin), win.X)
-	s.det = newDetector(face, win, minDetect, cfg.DetectWidth)
-	warned := map[int]bool{}
-	s.det.warnSmall = func(effective int) {
-		if !warned[effective] {
-			warned[effective] = true
-			log.Warn("capture: detect_width too small for min_face_px; faces below the effective minimum are not found",
-				"detect_width", cfg.DetectWidth, "min_face_px", cfg.MinFacePx, "effective_min_face_px", effective, "cascade_window_px", win.X)
-		}
-	}
-	s.enc = &encoder{quality: cfg.JPEGQuality, maxSide: cfg.MaxSide, crop: cfg.Crop, margin: cfg.CropMargin, now: o.now, resized: gocv.NewMat()}
+	s.setParts(p)
 
 	if s.store == nil && cfg.AttemptsPath != "" {
 		s.store = NewFileAttemptStore(cfg.AttemptsPath)
@@ -212,29 +190,14 @@ func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts .
 		return nil, err
 	}
 	s.m = m
-	log.Info("capture: ready", "cascade", cfg.Cascade, "window_px", win.X, "min_face_px", cfg.MinFacePx,
-		"detect_min_face_px", minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "")
+	log.Info("capture: ready", "cascade", cfg.Cascade, "window_px", p.win.X, "min_face_px", cfg.MinFacePx,
+		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "")
 	return s, nil
 }
 
 // Close releases the cascades and buffers.
 func (s *Selector) Close() error {
-	if s.det != nil {
-		s.det.Close()
-		s.det = nil
-	}
-	if s.sc != nil {
-		s.sc.Close()
-		s.sc = nil
-	}
-	if s.enc != nil {
-		s.enc.Close()
-		s.enc = nil
-	}
-	if s.eyes != nil {
-		s.eyes.Close()
-		s.eyes = nil
-	}
+	s.closeParts()
 	s.best.Close()
 	return nil
 }

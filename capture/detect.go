@@ -24,12 +24,13 @@ const (
 	maxFrameSide = 8192
 )
 
-// Detection tuning. minNeighbors 5 rejects the brick-wall and blur false
-// positives that 3 lets through on a downscaled, equalised image while
-// keeping every test face.
+// Detection tuning. minNeighbors 6 rejects the false positives on the
+// brick wall, on blur and on the astronaut's suit (larger than the face,
+// so they would have become "the face") that 3-5 let through on the
+// detection image, while keeping every test face.
 const (
-	scaleFactor  = 1.1
-	minNeighbors = 5
+	scaleFactor         = 1.1
+	defaultMinNeighbors = 6
 	// detectMargin lets faces somewhat below min_face_px be detected, so the
 	// person hears "come closer" rather than nothing.
 	detectMargin = 0.75
@@ -168,18 +169,20 @@ func loadCascade(path string) (gocv.CascadeClassifier, image.Point, error) {
 // window, and maps rectangles back to full resolution. Its Mats are reused
 // from frame to frame.
 type detector struct {
-	cascade     gocv.CascadeClassifier
-	win         image.Point
-	minFace     int // full-resolution px the detector must still find
-	detectWidth int // configured; 0 derives it from minFace
+	cascade      gocv.CascadeClassifier
+	win          image.Point
+	minFace      int // full-resolution px the detector must still find
+	detectWidth  int // configured; 0 derives it from minFace
+	minNeighbors int
 
-	small, gray, thumb, lastThumb, diff gocv.Mat
-	clahe                               gocv.CLAHE
+	fullGray, gray, thumb, lastThumb, diff gocv.Mat
+	clahe                                  gocv.CLAHE
 
 	// Per frame size.
 	frameSize image.Point
 	smallSize image.Point
-	scale     float64 // full-resolution px per detection px
+	crop      image.Rectangle // part of the frame that is a whole multiple of smallSize
+	scale     float64         // full-resolution px per detection px
 	minSize   image.Point
 
 	// Tracking state (Process only).
@@ -194,8 +197,8 @@ type detector struct {
 
 func newDetector(cascade gocv.CascadeClassifier, win image.Point, minFace, detectWidth int) *detector {
 	return &detector{
-		cascade: cascade, win: win, minFace: minFace, detectWidth: detectWidth,
-		small: gocv.NewMat(), gray: gocv.NewMat(), thumb: gocv.NewMat(),
+		cascade: cascade, win: win, minFace: minFace, detectWidth: detectWidth, minNeighbors: defaultMinNeighbors,
+		fullGray: gocv.NewMat(), gray: gocv.NewMat(), thumb: gocv.NewMat(),
 		lastThumb: gocv.NewMat(), diff: gocv.NewMat(),
 		clahe: gocv.NewCLAHEWithParams(claheClip, image.Pt(claheTiles, claheTiles)),
 	}
@@ -204,21 +207,31 @@ func newDetector(cascade gocv.CascadeClassifier, win image.Point, minFace, detec
 func (d *detector) Close() {
 	d.cascade.Close()
 	d.clahe.Close()
-	for _, m := range []*gocv.Mat{&d.small, &d.gray, &d.thumb, &d.lastThumb, &d.diff} {
+	for _, m := range []*gocv.Mat{&d.fullGray, &d.gray, &d.thumb, &d.lastThumb, &d.diff} {
 		m.Close()
 	}
 }
 
-// DetectWidth is the width of the detection image for a frame width: the
-// smallest that keeps minFace above the cascade window once scaled, since a
-// smaller scaled minSize would silently become the window and the real
-// minimum face would grow. A configured width wins.
+// DetectWidth is the width of the detection image for a frame width: at
+// least the width that keeps minFace above the cascade window once scaled
+// (a smaller scaled minSize would silently become the window, and the real
+// minimum face would grow), or the configured width. It is then rounded up
+// to the frame width divided by a whole factor, because OpenCV's area
+// resampling is five times faster for whole factors (1 ms instead of 4.7 ms
+// for 1280x720 on one core).
 func DetectWidth(frameWidth, minFace, window, configured int) int {
-	if configured > 0 {
-		return min(configured, frameWidth)
+	return frameWidth / detectFactor(frameWidth, minFace, window, configured)
+}
+
+// detectFactor is the whole downscaling factor from frame to detection image.
+func detectFactor(frameWidth, minFace, window, configured int) int {
+	w := configured
+	if w <= 0 {
+		w = int(math.Ceil(float64(frameWidth) * float64(window) * windowMargin / float64(minFace)))
+		w = max(w, min(128, frameWidth))
 	}
-	w := int(math.Ceil(float64(frameWidth) * float64(window) * windowMargin / float64(minFace)))
-	return min(max(w, min(128, frameWidth)), frameWidth)
+	w = min(max(w, 1), frameWidth)
+	return max(frameWidth/w, 1)
 }
 
 func (d *detector) setSize(w, h int) {
@@ -226,10 +239,15 @@ func (d *detector) setSize(w, h int) {
 		return
 	}
 	d.frameSize = image.Pt(w, h)
-	dw := DetectWidth(w, d.minFace, d.win.X, d.detectWidth)
-	dh := max(int(math.Round(float64(h)*float64(dw)/float64(w))), 1)
-	d.smallSize = image.Pt(dw, dh)
-	d.scale = float64(w) / float64(dw)
+	k := detectFactor(w, d.minFace, d.win.X, d.detectWidth)
+	if h/k < d.win.Y {
+		k = max(h/d.win.Y, 1)
+	}
+	d.smallSize = image.Pt(w/k, h/k)
+	// The few rows and columns beyond a whole multiple are left out, so
+	// that resampling takes OpenCV's fast whole-factor path.
+	d.crop = image.Rect(0, 0, d.smallSize.X*k, d.smallSize.Y*k)
+	d.scale = float64(k)
 	m := int(math.Floor(float64(d.minFace) / d.scale))
 	if m < d.win.X && d.warnSmall != nil {
 		d.warnSmall(int(math.Ceil(float64(d.win.X) * d.scale)))
@@ -250,19 +268,23 @@ func (d *detector) setSize(w, h int) {
 // 12 of 30 frames instead of 29.
 func (d *detector) prepare(frame gocv.Mat) {
 	d.setSize(frame.Cols(), frame.Rows())
-	if d.smallSize == d.frameSize {
-		frame.CopyTo(&d.small)
-	} else {
-		gocv.Resize(frame, &d.small, d.smallSize, 0, 0, gocv.InterpolationArea)
-	}
-	switch d.small.Channels() {
+	// Grey first: resampling one channel costs a third of three.
+	src := frame
+	switch frame.Channels() {
 	case 3:
-		gocv.CvtColor(d.small, &d.gray, gocv.ColorBGRToGray)
+		gocv.CvtColor(frame, &d.fullGray, gocv.ColorBGRToGray)
+		src = d.fullGray
 	case 4:
-		gocv.CvtColor(d.small, &d.gray, gocv.ColorBGRAToGray)
-	default:
-		d.small.CopyTo(&d.gray)
+		gocv.CvtColor(frame, &d.fullGray, gocv.ColorBGRAToGray)
+		src = d.fullGray
 	}
+	region := src.Region(d.crop)
+	if d.scale == 1 {
+		region.CopyTo(&d.gray)
+	} else {
+		gocv.Resize(region, &d.gray, d.smallSize, 0, 0, gocv.InterpolationArea)
+	}
+	region.Close()
 	// The change test looks at the scene as the camera saw it: CLAHE would
 	// amplify sensor noise into "motion".
 	tw := min(thumbWidth, d.smallSize.X)
@@ -284,7 +306,7 @@ func (d *detector) changed(threshold float64) (float64, bool) {
 
 // full searches the whole detection image.
 func (d *detector) full() []image.Rectangle {
-	return d.cascade.DetectMultiScaleWithParams(d.gray, scaleFactor, minNeighbors, 0, d.minSize, image.Point{})
+	return d.cascade.DetectMultiScaleWithParams(d.gray, scaleFactor, d.minNeighbors, 0, d.minSize, image.Point{})
 }
 
 // near searches a region around the last face, for a face of about its size.
@@ -298,7 +320,7 @@ func (d *detector) near(r image.Rectangle) []image.Rectangle {
 	}
 	region := d.gray.Region(roi)
 	defer region.Close()
-	found := d.cascade.DetectMultiScaleWithParams(region, scaleFactor, minNeighbors, 0, image.Pt(minS, minS), image.Pt(maxS, maxS))
+	found := d.cascade.DetectMultiScaleWithParams(region, scaleFactor, d.minNeighbors, 0, image.Pt(minS, minS), image.Pt(maxS, maxS))
 	for i := range found {
 		found[i] = found[i].Add(roi.Min)
 	}
