@@ -248,6 +248,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	})
 	err = g.Wait()
 	notifier.Stopping()
+	// Relock and close the queue before the last line says "stopped"; the
+	// deferred calls only cover the early returns above.
+	if cerr := door.Close(); cerr != nil {
+		log.Error("relock on exit", "err", cerr)
+	}
+	if q != nil {
+		if cerr := q.Close(); cerr != nil {
+			log.Error("queue close", "err", cerr)
+		}
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("kioskd stopped with an error", "err", err)
 		return 1
