@@ -336,7 +336,8 @@ func TestTrackingSearchesNearTheFace(t *testing.T) {
 	m := gocv.NewMat()
 	defer m.Close()
 	var fulls []bool
-	for i := range 11 {
+	every := s.cfg.FullSearchEvery
+	for i := range 2*every + 1 {
 		if err := g.Render(testmedia.Scene{Subject: "a", Sway: true}, 1280, 720, i, &m); err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +347,8 @@ func TestTrackingSearchesNearTheFace(t *testing.T) {
 		}
 		fulls = append(fulls, res.full)
 	}
-	want := []bool{true, false, false, false, false, false, true, false, false, false, false}
+	want := make([]bool, 2*every+1)
+	want[0], want[every], want[2*every] = true, true, true
 	if !slices.Equal(fulls, want) {
 		t.Errorf("whole-frame searches %v, want %v", fulls, want)
 	}

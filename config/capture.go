@@ -60,7 +60,7 @@ func (c *Capture) defaults() {
 	c.Lockout = time.Minute
 	c.MinEyes = 1
 	c.ChangeThreshold = 2
-	c.FullSearchEvery = 5
+	c.FullSearchEvery = 10
 	c.AbsentFrames = 5
 	c.JPEGQuality = 85
 	c.MaxSide = 1280
