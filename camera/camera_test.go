@@ -429,3 +429,37 @@ func TestRealBackendsWithoutACamera(t *testing.T) {
 		}
 	}
 }
+
+// A GStreamer pipeline through OpenCV's GStreamer backend. videotestsrc
+// comes with gstreamer1.0-plugins-base; without it the test is skipped.
+func TestGStreamerPipeline(t *testing.T) {
+	testmedia.CheckMats(t)
+	cfg := liveCfg()
+	cfg.Source = "gst:videotestsrc num-buffers=100 ! video/x-raw,width=320,height=240 ! videoconvert ! video/x-raw,format=BGR ! appsink"
+	s, err := Open(cfg, discard(), newReg(), WithReadWait(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := gocv.NewMat()
+	defer m.Close()
+	if _, err := s.Read(context.Background(), &m); err != nil {
+		if errors.Is(err, ErrUnavailable) && strings.Contains(err.Error(), "open") {
+			t.Skipf("OpenCV cannot build the pipeline here (GStreamer plugins missing?): %v", err)
+		}
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if i > 0 {
+			if _, err := s.Read(context.Background(), &m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m.Cols() != 320 || m.Rows() != 240 || m.Channels() != 3 {
+			t.Fatalf("frame %d: %dx%d x%d", i, m.Cols(), m.Rows(), m.Channels())
+		}
+	}
+	if s.State() != StateUp {
+		t.Errorf("state %v", s.State())
+	}
+}

@@ -157,10 +157,13 @@ func frameBytes(m gocv.Mat, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// configure asks a live camera for the configured format and reads back
-// what it actually gives.
+// configure asks a V4L2 camera for the configured format and reads back
+// what any source actually gives. A GStreamer pipeline or a network stream
+// defines its own format: OpenCV would force the requested size onto a
+// pipeline's caps, which fails to negotiate against a pipeline that fixes
+// its own size.
 func (s *Source) configure(dev Device) props {
-	if s.kind.live() {
+	if s.kind == kindDevice {
 		if s.cfg.FourCC != "" {
 			c := s.cfg.FourCC
 			dev.Set(gocv.VideoCaptureFOURCC, float64(uint32(c[0])|uint32(c[1])<<8|uint32(c[2])<<16|uint32(c[3])<<24))
