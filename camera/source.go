@@ -54,7 +54,7 @@ func classify(src string) (kind, string, error) {
 	case strings.HasPrefix(src, "gst:"):
 		p := strings.TrimSpace(strings.TrimPrefix(src, "gst:"))
 		if p == "" {
-			return 0, "", errors.New("camera: empty GStreamer pipeline after gst:")
+			return 0, "", errors.New(`camera: source "gst:" names no pipeline`)
 		}
 		return kindGst, p, nil
 	case strings.Contains(src, "://"):
