@@ -279,3 +279,64 @@ func TestDetectWidthKeepsMinimumFaceAboveWindow(t *testing.T) {
 		t.Errorf("missing cascade: %v", err)
 	}
 }
+
+func TestEncodeWholeFrameOrCrop(t *testing.T) {
+	testmedia.CheckMats(t)
+	f := newFrames(t, 1920, 1080)
+	cfg := defaultCapture()
+	s, _ := newSelector(t, cfg)
+	frame := f.get("a")
+	a, err := s.Analyze(frame)
+	if err != nil || !a.Accepted {
+		t.Fatalf("fixture: %v %v", a.Reasons, err)
+	}
+	decode := func(sh *Shot) (int, int) {
+		t.Helper()
+		m, err := gocv.IMDecode(sh.JPEG, gocv.IMReadColor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.Cols(), m.Rows()
+	}
+	// Whole frame, shrunk to max_side 1280 on the long side.
+	sh, err := s.Encode(frame, a.Faces[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, h := decode(sh); w != 1280 || h != 720 || sh.Width != 1280 || sh.Height != 720 {
+		t.Errorf("whole frame: %dx%d (shot %dx%d), want 1280x720", w, h, sh.Width, sh.Height)
+	}
+	if want := a.Faces[0].Dx() * 2 / 3; sh.Face.Dx() < want-2 || sh.Face.Dx() > want+2 {
+		t.Errorf("face in the JPEG %v, want %d px wide (scaled with the frame)", sh.Face, want)
+	}
+
+	// max_side 0 keeps the camera size; lower quality, fewer bytes.
+	cfg.MaxSide, cfg.JPEGQuality = 0, 50
+	s2, _ := newSelector(t, cfg)
+	sh2, err := s2.Encode(frame, a.Faces[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, h := decode(sh2); w != 1920 || h != 1080 {
+		t.Errorf("max_side 0: %dx%d", w, h)
+	}
+	if len(sh2.JPEG) >= len(sh.JPEG)*9/4 {
+		t.Errorf("quality 50 at 1920x1080: %d bytes vs %d at quality 85 and 1280x720", len(sh2.JPEG), len(sh.JPEG))
+	}
+
+	// Crop with one face size of margin on each side: three faces wide,
+	// clamped to the frame, face inside.
+	cfg = defaultCapture()
+	cfg.Crop, cfg.CropMargin = true, 1
+	s3, _ := newSelector(t, cfg)
+	sh3, err := s3.Encode(frame, a.Faces[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, h := decode(sh3)
+	fw := a.Faces[0].Dx()
+	if w > 3*fw+2 || w < 2*fw || h > 3*fw+2 || !sh3.Face.In(imageRect(w, h)) || sh3.Face.Dx() < fw-2 {
+		t.Errorf("crop: %dx%d with face %v, want about %d px around a %d px face", w, h, sh3.Face, 3*fw, fw)
+	}
+}
