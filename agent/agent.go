@@ -106,8 +106,9 @@ type Agent struct {
 	authError  atomic.Bool
 	holdUntil  atomic.Int64 // unix nanos until which a result stays on screen
 
-	mu    sync.Mutex
-	shown display.Update
+	mu      sync.Mutex
+	shown   display.Update
+	pending *display.Update // the frame loop's latest update, held back by a result
 }
 
 // resultHold is how long a PASS/FAIL/OFFLINE message stays on screen before
@@ -525,7 +526,9 @@ func (a *Agent) firstName(ctx context.Context, token string) string {
 }
 
 // publish shows u unless it is what is already shown. Frame-loop updates
-// (force=false) wait until a result has been on screen long enough.
+// (force=false) wait until a result has been on screen long enough: the
+// latest one is kept and shown when the hold ends, since the selector
+// reports guidance only when it changes.
 func (a *Agent) publish(u display.Update, force bool) {
 	if a.d.Display == nil {
 		return
@@ -534,6 +537,7 @@ func (a *Agent) publish(u display.Update, force bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if force {
+		a.pending = nil
 		switch u.State {
 		case "pass", "fail", "offline", "recorded", "service_unavailable":
 			a.holdUntil.Store(now.Add(resultHold).UnixNano())
@@ -542,6 +546,7 @@ func (a *Agent) publish(u display.Update, force bool) {
 		}
 	} else {
 		if now.UnixNano() < a.holdUntil.Load() {
+			a.pending = &u
 			return
 		}
 		if u.State == a.shown.State && u.Reason == a.shown.Reason && u.Until.Equal(a.shown.Until) {
@@ -552,8 +557,9 @@ func (a *Agent) publish(u display.Update, force bool) {
 	a.d.Display.Publish(u)
 }
 
-// expireHold puts "ready" back on screen once a result has been shown long
-// enough and nothing else has replaced it.
+// expireHold puts the frame loop's latest update (or "ready") back on
+// screen once a result has been shown long enough and nothing else has
+// replaced it.
 func (a *Agent) expireHold(busy bool) {
 	if busy || a.d.Display == nil {
 		return
@@ -563,7 +569,14 @@ func (a *Agent) expireHold(busy bool) {
 		return
 	}
 	a.holdUntil.Store(0)
-	a.publish(display.Update{State: "ready"}, false)
+	next := display.Update{State: "ready"}
+	a.mu.Lock()
+	if a.pending != nil {
+		next = *a.pending
+		a.pending = nil
+	}
+	a.mu.Unlock()
+	a.publish(next, false)
 }
 
 func newID() string {
