@@ -10,6 +10,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 FUZZTIME ?= 5s
 DURATION ?= 30m
 OUT ?= out
+# Screenshots of the kiosk page and other artefacts of the end-to-end tests.
+KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
 .PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak clean
 
@@ -41,7 +43,7 @@ lint:
 	go run $(STATICCHECK) -tags matprofile ./...
 
 unit:
-	go test -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
+	KIOSKD_TEST_OUT=$(KIOSKD_TEST_OUT) go test -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
