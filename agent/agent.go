@@ -244,6 +244,12 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			return nil
 		case ctx.Err() != nil:
 			return nil
+		case err != nil && a.firstFrame.Load() && a.d.Camera.State() == camera.StateUp:
+			// A slow camera (1 fps, a long exposure) misses the read's one
+			// second bound without being down: the source says down only
+			// after its stall timeout. Saying "camera unavailable" now would
+			// flash it on the screen between two frames.
+			continue
 		case err != nil:
 			if a.cameraUp.Swap(false) || !a.firstFrame.Load() {
 				a.log.Warn("camera unavailable", "err", err)
