@@ -262,6 +262,22 @@ func TestOfflineQueueSurvivesKillsAndNeverUnlocks(t *testing.T) {
 	if v := metricValue(metrics, "kioskd_actuator_unlocks_total"); v != 0 {
 		t.Errorf("kioskd_actuator_unlocks_total = %v after deferred answers", v)
 	}
+	// The last run's deferred decisions were counted as such, and not as
+	// live attempts.
+	for _, result := range []string{"PASS", "FAIL"} {
+		n := 0
+		for _, d := range decisions(k3.Output()) {
+			if d["deferred"] == true && d["result"] == result {
+				n++
+			}
+		}
+		if v := metricValue(metrics, "kioskd_decision_deferred_total", "result="+result); v != float64(n) {
+			t.Errorf("kioskd_decision_deferred_total{result=%s} = %v, want %d", result, v, n)
+		}
+		if v := metricValue(metrics, "kioskd_decision_attempts_total", "result="+result); v != 0 {
+			t.Errorf("kioskd_decision_attempts_total{result=%s} = %v with nobody at the door", result, v)
+		}
+	}
 	st := queueStats(t, cfg)
 	if st["depth"] != float64(0) || st["dead_letters"] != float64(0) {
 		t.Errorf("queue stats at the end: %v, want depth 0 and no dead letters", st)
