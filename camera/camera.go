@@ -111,6 +111,9 @@ type Source struct {
 	mu    sync.Mutex
 	state State
 
+	workersMu sync.Mutex
+	workers   map[*worker]struct{} // running workers, for Stuck
+
 	w         *worker
 	pending   bool // a read request is outstanding on w
 	abandoned []*worker
@@ -140,7 +143,7 @@ func Open(cfg config.Camera, log *slog.Logger, reg prometheus.Registerer, opts .
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, backoff: cfg.ReconnectMin}
+	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, backoff: cfg.ReconnectMin, workers: map[*worker]struct{}{}}
 	if o.open == nil {
 		if err := precheck(k, spec); err != nil {
 			return nil, err

@@ -158,12 +158,19 @@ func TestHungReadStallsThenReopens(t *testing.T) {
 		t.Errorf("state %v before the stall timeout", r.src.State())
 	}
 	r.clk.Add(cfg.StallTimeout)
+	if d := r.src.Stuck(); d < cfg.StallTimeout {
+		t.Errorf("Stuck() = %v while the read has hung for %v", d, cfg.StallTimeout)
+	}
 	_, err = r.read(t)
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "reopening") || r.src.State() != StateDown {
 		t.Fatalf("after stall_timeout: %v, state %v", err, r.src.State())
 	}
 	if _, err := r.read(t); err != nil {
 		t.Fatalf("reopened: %v", err)
+	}
+	// The abandoned driver is still stuck: the watchdog must still see it.
+	if d := r.src.Stuck(); d < cfg.StallTimeout {
+		t.Errorf("Stuck() = %v after the reopen, want the abandoned read's %v", d, cfg.StallTimeout)
 	}
 	if opens, closed, _ := cam.counts(); opens != 2 || closed != 0 {
 		t.Errorf("opens %d closed %d: the hung device cannot close until its read returns", opens, closed)
@@ -174,6 +181,9 @@ func TestHungReadStallsThenReopens(t *testing.T) {
 	}
 	if opens, closed, _ := cam.counts(); closed != opens {
 		t.Errorf("opens %d closed %d after Close", opens, closed)
+	}
+	if d := r.src.Stuck(); d != 0 {
+		t.Errorf("Stuck() = %v after the driver returned and the source closed", d)
 	}
 }
 

@@ -86,8 +86,10 @@ func precheck(k kind, spec string) error {
 		if err != nil {
 			return fmt.Errorf("camera: source file: %w", err)
 		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("camera: source %s is not a regular file", spec)
+		// A named pipe is a stream another program writes (e.g. ffmpeg
+		// remuxing a camera OpenCV cannot open itself).
+		if !fi.Mode().IsRegular() && fi.Mode()&os.ModeNamedPipe == 0 {
+			return fmt.Errorf("camera: source %s is not a regular file or a named pipe", spec)
 		}
 	case kindFolder:
 		files, err := listImages(spec)

@@ -3,6 +3,7 @@ package camera
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -17,6 +18,16 @@ type worker struct {
 	quit   chan struct{}
 	done   chan struct{}
 	ready  bool // the Source saw the open result (frame-loop side only)
+	// inCall is when the device call now running began (unix nanos), 0
+	// between calls. Other goroutines read it to find a driver stuck in C.
+	inCall atomic.Int64
+}
+
+// call runs one blocking device call with its start time published.
+func (s *Source) call(w *worker, f func()) {
+	w.inCall.Store(s.o.now().UnixNano())
+	defer w.inCall.Store(0)
+	f()
 }
 
 type result struct {
@@ -57,15 +68,47 @@ func (s *Source) startWorker() *worker {
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	go s.runWorker(w)
+	s.workersMu.Lock()
+	s.workers[w] = struct{}{}
+	s.workersMu.Unlock()
+	go func() {
+		defer func() {
+			s.workersMu.Lock()
+			delete(s.workers, w)
+			s.workersMu.Unlock()
+		}()
+		s.runWorker(w)
+	}()
 	return w
+}
+
+// Stuck is how long the oldest device call still running (an open, a grab or
+// a read, on the current device or an abandoned one) has been blocked; 0 when
+// none is running. A driver stuck inside OpenCV cannot be interrupted from Go:
+// the agent stops the systemd watchdog when this grows too long, so that the
+// process is restarted. Safe to call from any goroutine.
+func (s *Source) Stuck() time.Duration {
+	s.workersMu.Lock()
+	defer s.workersMu.Unlock()
+	var oldest int64
+	for w := range s.workers {
+		if t := w.inCall.Load(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	if oldest == 0 {
+		return 0
+	}
+	return s.o.now().Sub(time.Unix(0, oldest))
 }
 
 // runWorker opens the device, then serves read requests until told to quit.
 // Everything OpenCV-related of this device happens on this goroutine.
 func (s *Source) runWorker(w *worker) {
 	defer close(w.done)
-	dev, err := s.o.open(s.spec)
+	var dev Device
+	var err error
+	s.call(w, func() { dev, err = s.o.open(s.spec) })
 	if err != nil {
 		w.opened <- openResult{err: err}
 		return
@@ -96,14 +139,15 @@ func (s *Source) runWorker(w *worker) {
 			// that returns at once came from its buffer; one that waits is live.
 			for r.dropped < maxDrain {
 				t0 := s.o.now()
-				dev.Grab(1)
+				s.call(w, func() { dev.Grab(1) })
 				if s.o.now().Sub(t0) >= interval/2 {
 					break
 				}
 				r.dropped++
 			}
 		}
-		ok := dev.Read(&mat)
+		var ok bool
+		s.call(w, func() { ok = dev.Read(&mat) })
 		lastRead = s.o.now()
 		r.ts = lastRead
 		switch {

@@ -232,7 +232,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	g.Go(func() error {
 		return notifier.Watchdog(gctx, func(maxAge time.Duration) bool {
-			return time.Since(ag.Progress()) < maxAge
+			// A read stuck inside the camera driver cannot be interrupted
+			// from Go: only a restart frees the device.
+			return time.Since(ag.Progress()) < maxAge && cam.Stuck() < maxAge
 		})
 	})
 	g.Go(func() error {
