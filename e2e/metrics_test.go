@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -92,6 +93,34 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 	for _, c := range checks {
 		if got := metricValue(fams, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	var fl []*dto.MetricFamily
+	for name, f := range fams {
+		if strings.HasPrefix(name, "kioskd_") {
+			fl = append(fl, f)
+		}
+	}
+	problems, err := promlint.NewWithMetricFamilies(fl).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	// Every labelled kioskd series exists from the start, at zero if nothing
+	// happened, so that rate() and alerts see it.
+	for _, want := range []struct{ name, label string }{
+		{"kioskd_decision_failures_total", "reason=spoofAttempt"},
+		{"kioskd_decision_attempts_total", "result=ERROR"},
+		{"kioskd_queue_drops_total", "reason=overflow"},
+		{"kioskd_queue_drops_total", "reason=ttl"},
+		{"kioskd_queue_drops_total", "reason=permanent"},
+		{"kioskd_actuator_errors_total", "driver=gpio"},
+		{"kioskd_capture_rejections_total", "reason=too_small"},
+	} {
+		if got := metricValue(fams, want.name, want.label); got != 0 {
+			t.Errorf("%s{%s} = %v, want a series at 0", want.name, want.label, got)
 		}
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
