@@ -158,11 +158,19 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	// A queue that cannot be opened must not stop live decisions.
 	q, qerr := queue.Open(cfg.Queue, log, reg)
+	// The queue's own metrics exist only once it is open: this one says
+	// whether it is, so that an alert can fire on a queue that never opened.
+	queueUp := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kioskd_queue_up",
+		Help: "1 when the retry queue file is open; 0 when it could not be opened (live decisions continue, offline captures are not kept).",
+	})
+	reg.MustRegister(queueUp)
 	var queueOK func() error
 	if qerr != nil {
-		log.Error("queue unavailable: live decisions continue, offline captures cannot be kept", "err", qerr)
+		log.Error("queue unavailable: live decisions continue, offline captures cannot be kept", "path", cfg.Queue.Path, "err", qerr)
 		queueOK = func() error { return qerr }
 	} else {
+		queueUp.Set(1)
 		defer func() {
 			if err := q.Close(); err != nil {
 				log.Error("queue close", "err", err)
