@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,7 +324,10 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 	id := newID()
 	liveCtx, cancel := context.WithTimeout(ctx, a.cfg.Incode.LiveTimeout)
 	defer cancel()
+	var t timing
+	t.uploadStart = a.now()
 	resp, err := a.d.API.Authenticate(liveCtx, a.request(shot.JPEG), uploader.WithIdempotencyKey(id))
+	t.upload = a.now().Sub(t.uploadStart)
 	inTime := liveCtx.Err() == nil
 	source := a.cfg.Device.SourceID
 	ev := actuator.Event{Source: source}
@@ -332,23 +336,25 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 	case err == nil && resp.Status == uploader.StatusPass && inTime:
 		a.setAuthError(false)
 		ev.Result, ev.AuthenticationID = ResultPass, resp.AuthenticationID
-		if derr := a.d.Door.Pass(liveCtx, ev); derr != nil {
-			a.log.Error("door did not open", "err", derr)
-		}
+		t.actuator = a.timed(func() {
+			if derr := a.d.Door.Pass(liveCtx, ev); derr != nil {
+				a.log.Error("door did not open", "err", derr)
+			}
+		})
 		latency := a.observeLatency(shot)
 		a.publish(display.Update{State: "pass", Name: a.firstName(ctx, resp.Token)}, true)
-		a.record(ResultPass, "", resp.AuthenticationID, latency, false, "capture_id", id)
+		a.record(ResultPass, "", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
 		a.wakeDrainer()
 	case err == nil && resp.Status == uploader.StatusPass:
 		// The service said PASS, but after the person was told to wait no
 		// longer: a stale PASS must not open the door.
 		a.setAuthError(false)
 		ev.Result, ev.Reason = ResultError, "late"
-		a.signalFail(ctx, ev)
+		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
 		// Not "not recognised": the service recognised nobody in time.
 		a.publish(display.Update{State: "service_unavailable"}, true)
-		a.record(ResultError, "late", resp.AuthenticationID, latency, false, "capture_id", id)
+		a.record(ResultError, "late", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
 	case err == nil:
 		a.setAuthError(false)
 		reason := string(resp.FailureReason)
@@ -356,10 +362,10 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 			reason = "otherError"
 		}
 		ev.Result, ev.Reason, ev.AuthenticationID = ResultFail, reason, resp.AuthenticationID
-		a.signalFail(ctx, ev)
+		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
 		a.publish(display.Update{State: "fail", Reason: reason}, true)
-		a.record(ResultFail, reason, resp.AuthenticationID, latency, false, "capture_id", id)
+		a.record(ResultFail, reason, resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
 		a.wakeDrainer()
 	case uploader.Retryable(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		reason := uploader.Reason(err)
@@ -368,18 +374,18 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		}
 		queued := a.enqueue(shot, id)
 		ev.Result, ev.Reason = ResultOffline, reason
-		a.signalFail(ctx, ev)
+		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
 		state := display.State("offline")
 		if a.cfg.Device.Mode == config.ModeAttendance && queued {
 			state = "recorded"
 		}
 		a.publish(display.Update{State: state}, true)
-		a.record(ResultOffline, reason, "", latency, false, "capture_id", id, "queued", queued, "err", err)
+		a.record(ResultOffline, reason, "", latency, false, t.with(shot, "capture_id", id, "queued", queued, "err", err)...)
 	default:
 		reason := uploader.Reason(err)
 		ev.Result, ev.Reason = ResultError, reason
-		a.signalFail(ctx, ev)
+		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
 		var apiErr *uploader.APIError
 		if errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403) {
@@ -389,8 +395,44 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		// or refused answer): telling the person "not recognised" would be
 		// false, and trying again will not help.
 		a.publish(display.Update{State: "service_unavailable"}, true)
-		a.record(ResultError, reason, "", latency, false, "capture_id", id, "err", err)
+		a.record(ResultError, reason, "", latency, false, t.with(shot, "capture_id", id, "err", err)...)
 	}
+}
+
+// timing is where the time of one live decision went. Its fields go on the
+// decision log line, so that latency splits into presence, window, the
+// agent's own work, the upload (service time included) and the actuator.
+type timing struct {
+	uploadStart time.Time
+	upload      time.Duration
+	actuator    time.Duration
+}
+
+// with appends the timing fields to kv.
+func (t *timing) with(shot *capture.Shot, kv ...any) []any {
+	if !shot.PresentAt.IsZero() {
+		kv = append(kv, "presence_ms", millis(shot.PresentAt.Sub(shot.FirstSeen)))
+		if !shot.DecidedAt.IsZero() {
+			kv = append(kv, "window_ms", millis(shot.DecidedAt.Sub(shot.PresentAt)))
+		}
+	}
+	if !shot.DecidedAt.IsZero() {
+		// The frame that closed the window, encoding, the hand-off to this
+		// worker and the display update, until the upload starts.
+		kv = append(kv, "select_ms", millis(t.uploadStart.Sub(shot.DecidedAt)))
+	}
+	return append(kv, "encode_ms", millis(shot.EncodeDuration), "upload_ms", millis(t.upload), "actuator_ms", millis(t.actuator))
+}
+
+func (a *Agent) timed(f func()) time.Duration {
+	start := a.now()
+	f()
+	return a.now().Sub(start)
+}
+
+// millis is d in milliseconds to a tenth.
+func millis(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Millisecond)*10) / 10
 }
 
 func (a *Agent) request(jpeg []byte) uploader.AuthenticateRequest {

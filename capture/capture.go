@@ -66,6 +66,10 @@ type Shot struct {
 	Score          float64
 	Face           image.Rectangle
 	EncodeDuration time.Duration
+	// PresentAt is the frame time at which presence_frames was reached, and
+	// DecidedAt that of the frame that closed the selection window: with
+	// FirstSeen they split a decision's latency into presence and window.
+	PresentAt, DecidedAt time.Time
 }
 
 // EventKind says what Process decided.
@@ -130,6 +134,7 @@ type Selector struct {
 	streak       int       // consecutive frames with a face while idle
 	absent       int       // consecutive frames without a face
 	firstSeen    time.Time // first frame of the current presence
+	presentAt    time.Time // frame at which presence was confirmed
 	windowStart  time.Time // first accepted frame after presence
 	best         gocv.Mat  // copy of the best accepted frame in the window
 	bestA        Analysis
@@ -325,6 +330,9 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 			s.firstSeen = ts
 		}
 		s.streak++
+		if s.streak == s.cfg.PresenceFrames {
+			s.presentAt = ts
+		}
 		if s.streak < s.cfg.PresenceFrames {
 			return s.guidance(a), nil
 		}
@@ -353,7 +361,7 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 		elapsed := s.haveBest && ts.Sub(s.windowStart) >= s.cfg.Window
 		left := !face && s.absent >= s.cfg.AbsentFrames
 		if elapsed || (left && s.haveBest) {
-			return s.shoot(now, a)
+			return s.shoot(now, ts, a)
 		}
 		if left {
 			s.resetPresence()
@@ -381,14 +389,15 @@ func (s *Selector) guidance(a Analysis) Event {
 	return Event{Kind: EventGuidance, Reasons: reasons, Analysis: a}
 }
 
-func (s *Selector) shoot(now time.Time, a Analysis) (Event, error) {
+func (s *Selector) shoot(now, ts time.Time, a Analysis) (Event, error) {
 	shot, err := s.enc.encode(s.best, s.bestA.Faces[0])
-	firstSeen, best, bestTS := s.firstSeen, s.bestA, s.bestTS
+	firstSeen, presentAt, best, bestTS := s.firstSeen, s.presentAt, s.bestA, s.bestTS
 	s.enterCooldown(now)
 	if err != nil {
 		return Event{Kind: EventNone, Analysis: a}, fmt.Errorf("capture: %w", err)
 	}
 	shot.CapturedAt, shot.FirstSeen, shot.Score = bestTS, firstSeen, best.Score
+	shot.PresentAt, shot.DecidedAt = presentAt, ts
 	s.recordAttempt(now)
 	s.m.shots.Inc()
 	return Event{Kind: EventShot, Shot: shot, Analysis: best}, nil

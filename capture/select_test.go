@@ -97,6 +97,9 @@ func TestPresenceThenWindowThenShot(t *testing.T) {
 	if !shot.FirstSeen.Equal(first) {
 		t.Errorf("FirstSeen %v, want %v", shot.FirstSeen, first)
 	}
+	if !shot.PresentAt.Equal(presence) || !shot.DecidedAt.Equal(g.ts) {
+		t.Errorf("PresentAt %v, DecidedAt %v, want %v and %v (presence, then the frame that closed the window)", shot.PresentAt, shot.DecidedAt, presence, g.ts)
+	}
 	if shot.CapturedAt.Before(presence) || shot.CapturedAt.After(g.ts) {
 		t.Errorf("CapturedAt %v outside the window [%v, %v]", shot.CapturedAt, presence, g.ts)
 	}
