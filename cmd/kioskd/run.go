@@ -200,6 +200,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Info("stopping")
 		notifier.Stopping()
 		cancel()
+		// The door is locked the moment a stop begins, not when it ends.
+		if err := door.Close(); err != nil {
+			log.Error("relock on stop", "err", err)
+		}
 		select {
 		case <-sigs:
 			log.Warn("second signal: exiting now")
