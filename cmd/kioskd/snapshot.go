@@ -50,6 +50,8 @@ type snapshotReport struct {
 	Accepted bool                       `json:"accepted"`
 	Reasons  []capture.Reason           `json:"reasons"`
 	Score    float64                    `json:"score"`
+	// Error says why an image of a folder could not be analysed at all.
+	Error string `json:"error,omitempty"`
 }
 
 // runSnapshot prints a JSON quality report for an image, every image of a
@@ -98,6 +100,14 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			frame.CopyTo(&best)
 		}
 		return nil
+	}, func(name string, index int, bad error) error {
+		frames++
+		rep := snapshotReport{Input: name, Frame: index, Faces: []snapshotRect{}, Quality: map[string]snapshotMeasure{},
+			Reasons: []capture.Reason{capture.ReasonInvalidFrame}, Error: "not a decodable image"}
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "kioskd snapshot: %v\n", err)
@@ -130,7 +140,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 // eachFrame calls fn for the image, each image of the folder, or each frame
 // of the video at path. The frame Mat is only valid during the call.
-func eachFrame(ctx context.Context, path string, fn func(name string, index int, frame gocv.Mat) error) error {
+func eachFrame(ctx context.Context, path string, fn func(name string, index int, frame gocv.Mat) error, skip func(name string, index int, err error) error) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
@@ -151,7 +161,16 @@ func eachFrame(ctx context.Context, path string, fn func(name string, index int,
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := eachImage(f, i, fn); err != nil {
+			err := eachImage(f, i, fn)
+			if bad, ok := errors.AsType[*undecodableError](err); ok && skip != nil {
+				// One bad picture among an installer's test shots must not
+				// hide the report on the others.
+				if err := skip(f, i, bad); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -184,11 +203,16 @@ func eachFrame(ctx context.Context, path string, fn func(name string, index int,
 	return nil
 }
 
+// undecodableError is an image file OpenCV cannot decode.
+type undecodableError struct{ path string }
+
+func (e *undecodableError) Error() string { return "input " + e.path + ": not a decodable image" }
+
 func eachImage(path string, index int, fn func(string, int, gocv.Mat) error) error {
 	m := gocv.IMRead(path, gocv.IMReadColor)
 	defer m.Close()
 	if m.Empty() {
-		return errors.New("input " + path + ": not a decodable image")
+		return &undecodableError{path}
 	}
 	return fn(path, index, m)
 }
