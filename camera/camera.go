@@ -290,7 +290,10 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		if s.kind.file() {
 			s.badFile++
 			if s.badFile < maxBadFileFrames {
-				s.log.Debug("camera: skipping an undecodable frame", "err", r.err)
+				// Warn: a file source is an installer's test input, and a frame
+				// dropped without a word (a 10000x10000 picture) looks like a
+				// face that was never seen.
+				s.log.Warn("camera: skipping an unusable frame", "err", r.err)
 				return time.Time{}, false, nil
 			}
 			s.badFile = 0
