@@ -11,7 +11,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
@@ -126,6 +128,12 @@ type Source struct {
 	badFile   int
 	ended     bool
 	ffmpegEnv string // set before each open of a URL; empty when the operator set it
+	// noRaw is set (by a worker) when the device's JPEG frames cannot be
+	// decoded by kioskd, so later opens leave decoding to the backend.
+	noRaw atomic.Bool
+	// filled is the pixel buffer of the Mat the last frame was copied
+	// into: a repeated frame needs no copy while it is still there.
+	filled *byte
 }
 
 // Open prepares the source. It fails only for a configuration that can never
@@ -190,6 +198,10 @@ func (s *Source) setState(st State) {
 // returns an error wrapping ErrUnavailable and keeps reconnecting with
 // capped backoff on later calls. At the end of a non-looping file or folder
 // it returns ErrEnded.
+//
+// When the scene has not changed since the frame dst already holds (see
+// rawjpeg.go), dst is left as it is rather than copied over with the same
+// pixels, so callers must not write into dst between reads.
 func (s *Source) Read(ctx context.Context, dst *gocv.Mat) (time.Time, error) {
 	if dst == nil || dst.Ptr() == nil {
 		return time.Time{}, errors.New("camera: read into a nil Mat")
@@ -307,9 +319,13 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.stale.Inc()
 		return time.Time{}, false, nil
 	}
-	if err := fill(dst, r); err != nil {
-		return time.Time{}, true, fmt.Errorf("camera: %w", err)
+	if !r.repeat || s.filled == nil || s.filled != matData(*dst) {
+		if err := fill(dst, r); err != nil {
+			s.filled = nil
+			return time.Time{}, true, fmt.Errorf("camera: %w", err)
+		}
 	}
+	s.filled = matData(*dst)
 	s.lastGood = now
 	s.backoff = s.cfg.ReconnectMin
 	if s.cfg.Realtime && s.kind.file() {
@@ -320,6 +336,9 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.nextDue = s.nextDue.Add(interval)
 	}
 	s.m.frames.Inc()
+	if r.repeat {
+		s.m.repeats.Inc()
+	}
 	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
 	s.setState(StateUp)
 	return r.ts, true, nil
@@ -440,4 +459,16 @@ func fill(dst *gocv.Mat, r result) error {
 	tmp.CopyTo(dst)
 	tmp.Close()
 	return nil
+}
+
+// matData is the address of m's pixels, or nil.
+func matData(m gocv.Mat) *byte {
+	if m.Empty() || !m.IsContinuous() {
+		return nil
+	}
+	p, err := m.DataPtrUint8()
+	if err != nil || len(p) == 0 {
+		return nil
+	}
+	return unsafe.SliceData(p)
 }

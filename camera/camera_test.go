@@ -473,3 +473,85 @@ func TestGStreamerPipeline(t *testing.T) {
 		t.Errorf("state %v", s.State())
 	}
 }
+
+// meanAbsDiff is the mean absolute difference of two images of one size.
+func meanAbsDiff(t *testing.T, a, b gocv.Mat) float64 {
+	t.Helper()
+	if a.Cols() != b.Cols() || a.Rows() != b.Rows() || a.Type() != b.Type() {
+		t.Fatalf("sizes differ: %dx%d %v and %dx%d %v", a.Cols(), a.Rows(), a.Type(), b.Cols(), b.Rows(), b.Type())
+	}
+	d := gocv.NewMat()
+	defer d.Close()
+	gocv.AbsDiff(a, b, &d)
+	m := d.Mean()
+	return (m.Val1 + m.Val2 + m.Val3) / 3
+}
+
+func TestJPEGFramesSkipDecodingUnchangedScenes(t *testing.T) {
+	testmedia.CheckMats(t)
+	// Ten identical frames of an empty hall, then a person (swaying).
+	clip := writeClip(t, 20)
+	vc, err := gocv.VideoCaptureFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []gocv.Mat
+	m := gocv.NewMat()
+	for vc.Read(&m) {
+		want = append(want, m.Clone())
+	}
+	m.Close()
+	vc.Close()
+	defer func() {
+		for _, w := range want {
+			w.Close()
+		}
+	}()
+	if len(want) != 20 {
+		t.Fatalf("reference decode gave %d frames", len(want))
+	}
+	cfg := liveCfg()
+	cfg.Source = clip
+	r := newRig(t, cfg, nil, WithClock(time.Now))
+	for i := range want {
+		if _, err := r.read(t); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		// Two JPEG decoders may differ by a grey level here and there; a
+		// stale frame of the empty hall instead of the person differs by tens.
+		if d := meanAbsDiff(t, r.mat, want[i]); d > 2 {
+			t.Errorf("frame %d differs from the clip's frame by %.1f grey levels on average", i, d)
+		}
+	}
+	// Frames 0-3 decode in full until the scene has been still for three
+	// frames; 4-9 repeat frame 3; the person is decoded at once.
+	if v := metricValue(t, r.reg, "kioskd_camera_decodes_skipped_total"); v != 6 {
+		t.Errorf("decodes skipped: %v, want 6", v)
+	}
+	if strings.Contains(r.logs.String(), "not JPEG") || strings.Contains(r.logs.String(), "cannot decode") {
+		t.Errorf("the clip's JPEG frames were not decoded by the camera:\n%s", r.logs.String())
+	}
+}
+
+func TestRawFramesThatAreNotJPEGFallBack(t *testing.T) {
+	testmedia.CheckMats(t)
+	cam := newFakeCamera()
+	cfg := liveCfg()
+	cfg.FourCC = "MJPG" // the camera is asked for MJPG but delivers pixels
+	r := newRig(t, cfg, cam)
+	for i := 1; i <= 3; i++ {
+		r.clk.Add(100 * time.Millisecond)
+		if _, err := r.read(t); err != nil || pixel(r.mat) != i {
+			t.Fatalf("read %d: pixel %d, %v", i, pixel(r.mat), err)
+		}
+	}
+	cam.mu.Lock()
+	convert := cam.sets[gocv.VideoCaptureConvertRGB]
+	cam.mu.Unlock()
+	if convert != 1 {
+		t.Errorf("CONVERT_RGB left at %v after the raw frames turned out not to be JPEG", convert)
+	}
+	if v := metricValue(t, r.reg, "kioskd_camera_decodes_skipped_total"); v != 0 {
+		t.Errorf("decodes skipped: %v", v)
+	}
+}

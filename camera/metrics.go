@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	up, lastFrame                         prometheus.Gauge
 	frames, reconnects, readErrors, stale prometheus.Counter
+	repeats                               prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,8 +32,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kioskd_camera_stale_frames_dropped_total", Help: "Frames discarded because they were older than max_frame_age.",
 		}),
+		repeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kioskd_camera_decodes_skipped_total", Help: "JPEG frames not decoded because the scene had not changed (the last frame's pixels were delivered).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale} {
+	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale, m.repeats} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("camera: register metrics: %w", err)
 		}

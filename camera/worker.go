@@ -38,6 +38,7 @@ type result struct {
 	eof        bool  // the device returned no frame
 	err        error // a frame that cannot be used
 	dropped    int   // stale frames grabbed and discarded before this one
+	repeat     bool  // data are the last frame's pixels: the scene did not change
 }
 
 type openResult struct {
@@ -123,6 +124,16 @@ func (s *Source) runWorker(w *worker) {
 
 	mat := gocv.NewMat()
 	defer mat.Close()
+	var rd *rawDecoder
+	if !s.noRaw.Load() && s.enableRaw(dev) {
+		rd = newRawDecoder()
+		defer func() {
+			if rd != nil {
+				rd.Close()
+			}
+		}()
+		s.log.Debug("camera: JPEG frames are decoded by kioskd; unchanged frames are not decoded again")
+	}
 	var buf []byte
 	var lastRead time.Time
 	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
@@ -153,6 +164,19 @@ func (s *Source) runWorker(w *worker) {
 		switch {
 		case !ok:
 			r.eof = true
+		case rd != nil:
+			buf, r = s.rawFrame(rd, dev, mat, buf, r)
+			if r.err != nil && !errors.Is(r.err, errNotJPEG) {
+				// A stream this decoder cannot read (e.g. MJPEG without
+				// Huffman tables) is left to the backend from now on.
+				s.noRaw.Store(true)
+				s.log.Warn("camera: cannot decode the camera's JPEG frames; the backend decodes them from the next frame on", "err", r.err)
+			}
+			if s.noRaw.Load() {
+				s.disableRaw(dev)
+				rd.Close()
+				rd = nil
+			}
 		default:
 			buf, r.err = frameBytes(mat, buf)
 			if r.err == nil {
@@ -230,4 +254,32 @@ func (s *Source) configure(dev Device) props {
 		buffer: int(dev.Get(gocv.VideoCaptureBufferSize)),
 		frames: int(dev.Get(gocv.VideoCaptureFrameCount)),
 	}
+}
+
+// rawFrame decodes one compressed frame. A frame that is not JPEG at all
+// switches the source back to backend decoding; this frame is used as is
+// when it is an ordinary image.
+func (s *Source) rawFrame(rd *rawDecoder, dev Device, mat gocv.Mat, buf []byte, r result) ([]byte, result) {
+	pkt, err := packet(mat)
+	if errors.Is(err, errNotJPEG) {
+		s.noRaw.Store(true)
+		s.log.Info("camera: the device's raw frames are not JPEG; the backend decodes them")
+		buf, r.err = frameBytes(mat, buf)
+		if r.err == nil {
+			r.data, r.rows, r.cols, r.typ = buf, mat.Rows(), mat.Cols(), mat.Type()
+		} else {
+			r.err = fmt.Errorf("%w: %v", errNotJPEG, r.err)
+		}
+		return buf, r
+	}
+	if err != nil {
+		r.err = err
+		return buf, r
+	}
+	var repeat bool
+	buf, repeat, r.err = rd.decode(pkt, buf)
+	if r.err == nil {
+		r.data, r.rows, r.cols, r.typ, r.repeat = buf, rd.rows, rd.cols, rd.typ, repeat
+	}
+	return buf, r
 }
