@@ -419,11 +419,3 @@ func cpuShare(a, b procSample) float64 {
 	}
 	return 100 * float64(b.cpu-a.cpu) / float64(wall)
 }
-
-func countFDs(pid int) int {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return -1
-	}
-	return len(ents)
-}
