@@ -147,10 +147,17 @@ type Selector struct {
 
 	cooldownAt time.Time
 
+	prevTS  time.Time     // frame time of the previous frame analysed
+	halfGap time.Duration // half the time since then (window rounding)
+
 	mu           sync.Mutex
 	busy         bool
 	cooldownFrom time.Time // set by SetBusy(false); zero when none pending
 }
+
+// maxFrameGap bounds the frame interval used to round the window: after a
+// pause (busy, lockout) the gap says nothing about the frame rate.
+const maxFrameGap = 100 * time.Millisecond
 
 type selState int
 
@@ -284,7 +291,14 @@ func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 		return Event{Kind: EventNone, Analysis: Analysis{Reasons: []Reason{ReasonInvalidFrame}}}, nil
 	}
 
+	s.halfGap = 0
+	if gap := ts.Sub(s.prevTS); !s.prevTS.IsZero() && gap > 0 {
+		s.halfGap = min(gap, maxFrameGap) / 2
+	}
+	s.prevTS = ts
+
 	start := time.Now()
+	s.det.hold = s.state == stCooldown
 	res := s.det.detect(frame, true, s.cfg.ChangeThreshold, s.cfg.FullSearchEvery)
 	if res.ran {
 		s.m.detect.Observe(time.Since(start).Seconds())
@@ -358,7 +372,10 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 				s.bestA, s.bestTS, s.haveBest = a, ts, true
 			}
 		}
-		elapsed := s.haveBest && ts.Sub(s.windowStart) >= s.cfg.Window
+		// The window closes on the frame nearest its end, not the first one
+		// after it: frame times jitter, and a frame that arrives a hair
+		// before the end must not cost the person at the door a whole frame.
+		elapsed := s.haveBest && ts.Sub(s.windowStart)+s.halfGap >= s.cfg.Window
 		left := !face && s.absent >= s.cfg.AbsentFrames
 		if elapsed || (left && s.haveBest) {
 			return s.shoot(now, ts, a)

@@ -183,7 +183,7 @@ type detector struct {
 	minNeighbors int
 
 	fullGray, gray, thumb, lastThumb, diff, roi gocv.Mat
-	sample, sampleGray                          gocv.Mat
+	sample, sampleGray, faceThumb               gocv.Mat
 	clahe                                       gocv.CLAHE
 
 	// Per frame size.
@@ -197,7 +197,11 @@ type detector struct {
 	last      []image.Rectangle // detection coordinates
 	sinceFull int
 	haveThumb bool
-	emptyRuns int // consecutive searches that found no face
+	// hold is set by the selector in cooldown; faceThumb is the thumbnail
+	// of the last frame a search found a face in.
+	hold          bool
+	haveFaceThumb bool
+	emptyRuns     int // consecutive searches that found no face
 
 	// warnSmall is set when a configured detect_width cannot see minFace.
 	warnSmall func(effective int)
@@ -207,7 +211,7 @@ func newDetector(cascade gocv.CascadeClassifier, win image.Point, minFace, detec
 	return &detector{
 		cascade: cascade, win: win, minFace: minFace, detectWidth: detectWidth, minNeighbors: defaultMinNeighbors,
 		fullGray: gocv.NewMat(), gray: gocv.NewMat(), thumb: gocv.NewMat(), roi: gocv.NewMat(),
-		lastThumb: gocv.NewMat(), diff: gocv.NewMat(), sample: gocv.NewMat(), sampleGray: gocv.NewMat(),
+		lastThumb: gocv.NewMat(), diff: gocv.NewMat(), sample: gocv.NewMat(), sampleGray: gocv.NewMat(), faceThumb: gocv.NewMat(),
 		clahe: gocv.NewCLAHEWithParams(claheClip, image.Pt(claheTiles, claheTiles)),
 	}
 }
@@ -215,7 +219,7 @@ func newDetector(cascade gocv.CascadeClassifier, win image.Point, minFace, detec
 func (d *detector) Close() {
 	d.cascade.Close()
 	d.clahe.Close()
-	for _, m := range []*gocv.Mat{&d.fullGray, &d.roi, &d.gray, &d.thumb, &d.lastThumb, &d.diff, &d.sample, &d.sampleGray} {
+	for _, m := range []*gocv.Mat{&d.fullGray, &d.roi, &d.gray, &d.thumb, &d.lastThumb, &d.diff, &d.sample, &d.sampleGray, &d.faceThumb} {
 		m.Close()
 	}
 }
@@ -263,6 +267,7 @@ func (d *detector) setSize(w, h int) {
 	d.minSize = image.Pt(max(m, d.win.X), max(m*d.win.Y/d.win.X, d.win.Y))
 	d.last = nil
 	d.haveThumb = false
+	d.haveFaceThumb = false
 }
 
 // prepare makes the grey, equalised detection image of frame. Equalisation
@@ -323,12 +328,20 @@ func (d *detector) thumbnail(frame gocv.Mat) {
 // changed compares a small thumbnail of the prepared frame with the one of
 // the last frame the cascade ran on.
 func (d *detector) changed(threshold float64) (float64, bool) {
-	if !d.haveThumb || d.lastThumb.Cols() != d.thumb.Cols() || d.lastThumb.Rows() != d.thumb.Rows() {
+	if !d.haveThumb {
 		return math.Inf(1), true
 	}
-	gocv.AbsDiff(d.thumb, d.lastThumb, &d.diff)
-	v := d.diff.Mean().Val1
+	v := d.diffFrom(d.lastThumb)
 	return v, v >= threshold
+}
+
+// diffFrom is the mean absolute difference of the thumbnail from ref.
+func (d *detector) diffFrom(ref gocv.Mat) float64 {
+	if ref.Cols() != d.thumb.Cols() || ref.Rows() != d.thumb.Rows() {
+		return math.Inf(1)
+	}
+	gocv.AbsDiff(d.thumb, ref, &d.diff)
+	return d.diff.Mean().Val1
 }
 
 // full searches the whole detection image.
@@ -387,6 +400,14 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		// The change test comes before the detection image is made: an
 		// unchanged scene costs the thumbnail and nothing else.
 		d.thumbnail(frame)
+		if d.hold && len(d.last) > 0 && d.haveFaceThumb {
+			// Cooldown only asks whether the face is still there: while the
+			// scene looks as it did when the face was last found, it is.
+			if v := d.diffFrom(d.faceThumb); v < changeThreshold {
+				res.changed = v
+				return d.finish(res, append([]image.Rectangle(nil), d.last...))
+			}
+		}
 		if d.emptyRuns >= confirmEmpty && d.sinceFull < forceFullEvery {
 			var moved bool
 			res.changed, moved = d.changed(changeThreshold)
@@ -403,7 +424,8 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		res.ran, res.full = true, true
 	} else {
 		triedNear := false
-		if len(d.last) == 1 && d.sinceFull < fullEvery-1 {
+		// In cooldown nobody else is looked for: no shot is taken.
+		if len(d.last) == 1 && (d.hold || d.sinceFull < fullEvery-1) {
 			found = d.near(d.last[0])
 			res.ran, triedNear = true, true
 		}
@@ -440,7 +462,16 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 			d.thumb.CopyTo(&d.lastThumb)
 			d.haveThumb = true
 		}
+		if len(found) > 0 && changeThreshold > 0 {
+			d.thumb.CopyTo(&d.faceThumb)
+			d.haveFaceThumb = true
+		}
 	}
+	return d.finish(res, found)
+}
+
+// finish maps found (detection coordinates) to the frame, largest first.
+func (d *detector) finish(res detectResult, found []image.Rectangle) detectResult {
 	sort.Slice(found, func(i, j int) bool {
 		return found[i].Dx()*found[i].Dy() > found[j].Dx()*found[j].Dy()
 	})
@@ -462,5 +493,6 @@ func (d *detector) reset() {
 	d.last = nil
 	d.sinceFull = 0
 	d.haveThumb = false
+	d.haveFaceThumb = false
 	d.emptyRuns = 0
 }
