@@ -372,6 +372,9 @@ func (s *Source) fail(what string, err error) {
 		s.w = nil
 	}
 	s.pending = false
+	// A file that fails to reopen at its loop point is an outage, and the
+	// open that ends it a reconnect like any other.
+	s.rewinding = false
 	d := s.backoff
 	// Jitter spreads reconnects of many doors behind one recorder.
 	d = time.Duration(float64(d) * (0.8 + 0.2*rand.Float64()))
