@@ -259,7 +259,8 @@ func TestHostileSecretFiles(t *testing.T) {
 		if strings.Contains(out+errOut, apiKey) {
 			t.Errorf("check-config printed the API key")
 		}
-		facts = append(facts, fmt.Sprintf("%s: exit %d, %q", c.name, code, clipStr(strings.TrimSpace(errOut[strings.LastIndex(errOut, "incode.api_key_file"):]), 70)))
+		said := tempPathRE.ReplaceAllString(strings.TrimSpace(errOut[strings.LastIndex(errOut, "incode.api_key_file"):]), "…/")
+		facts = append(facts, fmt.Sprintf("%s: exit %d, %q", c.name, code, clipStr(said, 110)))
 		if c.code == 0 {
 			k := startKioskd(t, cfg)
 			k.waitLine(t, regexpMust(`"msg":"config".*readable by everyone`), 20*time.Second)

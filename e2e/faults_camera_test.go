@@ -271,7 +271,7 @@ func TestCameraUnplugged(t *testing.T) {
 		return metricValue(scrape(t, maddr), "kioskd_camera_up") == 0 && readyz(t, maddr) == 503
 	})
 	scr.waitState(t, "camera_down", 10*time.Second)
-	ob.happened("camera down noticed after %.1f s: /readyz 503, kioskd_camera_up 0, screen \"camera unavailable\" once the last result's 3 s on screen ended", noticed.Seconds())
+	ob.happened("camera down noticed after %.2f s: /readyz 503, kioskd_camera_up 0, screen \"camera unavailable\" once the last result's 3 s on screen ended", noticed.Seconds())
 	// Stay unplugged long enough for several reconnect attempts to fail.
 	eventually(t, 10*time.Second, "failed reconnects", func() bool {
 		return strings.Count(k.Output(), "OpenCV could not open the source") >= 2
@@ -407,6 +407,46 @@ func TestCameraBlackAndEmptyFrames(t *testing.T) {
 		t.Errorf("black or empty frames were reported as a camera outage")
 	}
 	ob.happened("black frames: no face, no decision; 5 empty images skipped, each logged with its reason; then one live PASS for A; exit 0 at the end of the folder")
+	checkDoor(t, k, hook)
+	ob.lost("nothing")
+}
+
+// TestCameraFolderRemoved takes an image-folder camera away mid-run (the
+// folder renamed, as when a USB stick with the test clip is pulled) and
+// puts it back.
+func TestCameraFolderRemoved(t *testing.T) {
+	t.Parallel()
+	ob := observe(t, "camera", "image folder removed mid-run", "the looping image-folder camera is renamed away for a few reconnect attempts, then renamed back",
+		"\"camera unavailable\", kioskd_camera_up 0; the folder is reopened when it is back and counted as a reconnect; decisions resume")
+	dir := relClip(t, loopClip)
+	s := startSim(t)
+	hook := newDoorHook(t)
+	cfg := fcfg{BaseURL: s.URL, Clip: dir, Loop: true, Outputs: hook.outputs(),
+		Camera: "  reconnect_min: 200ms\n  reconnect_max: 1s"}.write(t)
+	k := startKioskd(t, cfg)
+	maddr := listenAddr(t, k, "metrics")
+	waitDecision(t, k, "a live PASS before the removal", 30*time.Second, func(d map[string]any) bool { return live(d) && d["result"] == "PASS" })
+	away := dir + ".away"
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
+	}
+	k.waitLine(t, cameraDownRE, 10*time.Second)
+	eventually(t, 10*time.Second, "kioskd_camera_up 0 and failed reopens", func() bool {
+		return metricValue(scrape(t, maddr), "kioskd_camera_up") == 0 && strings.Count(k.Output(), `"what":"open"`) >= 2
+	})
+	passes := countLive(k.Output(), "PASS")
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	k.waitLine(t, cameraBackRE, 10*time.Second)
+	eventually(t, 30*time.Second, "a live PASS after the folder came back", func() bool { return countLive(k.Output(), "PASS") > passes })
+	fams := scrape(t, maddr)
+	if v := metricValue(fams, "kioskd_camera_reconnects_total"); v < 1 {
+		t.Errorf("kioskd_camera_reconnects_total = %v after the folder came back", v)
+	}
+	ob.happened("\"camera unavailable\" and kioskd_camera_up 0 while it was gone; reopened when back (kioskd_camera_reconnects_total %v); next person: live PASS; same process",
+		metricValue(fams, "kioskd_camera_reconnects_total"))
+	k.stop(t)
 	checkDoor(t, k, hook)
 	ob.lost("nothing")
 }

@@ -83,10 +83,10 @@ func TestDiskFaults(t *testing.T) {
 			readyz: 503,
 		},
 	}
-	for _, dc := range cases {
+	for i, dc := range cases {
 		t.Run(dc.name, func(t *testing.T) {
 			t.Parallel()
-			runDiskCase(t, dc)
+			runDiskCase(t, i, dc)
 		})
 	}
 }
@@ -110,8 +110,9 @@ func precreateQueue(t *testing.T, c *fcfg) string {
 	return strconv.FormatInt(fi.Size(), 10)
 }
 
-func runDiskCase(t *testing.T, dc diskCase) {
+func runDiskCase(t *testing.T, order int, dc diskCase) {
 	ob := observe(t, "disk", dc.name, dc.fault, dc.expected)
+	ob.o.Order = order
 	s := startSim(t, "--script", "http:503,http:503,http:503,http:503")
 	hook := newDoorHook(t)
 	c := fcfg{BaseURL: s.URL, Clip: relClip(t, loopClip), Loop: true, Outputs: hook.outputs()}

@@ -142,7 +142,20 @@ func TestKillDuringBusyRun(t *testing.T) {
 		}
 		t.Logf("round %d: queue depth %v", round, st["depth"])
 	}
-	ob.happened("%d kills (%s); the queue opened and passed bbolt's check every time, nothing moved aside", rounds, strings.Join(kills, ", "))
+	kinds := map[string]int{}
+	for _, k := range kills {
+		if strings.HasPrefix(k, "at ") {
+			k = "at a random time"
+		}
+		kinds[k]++
+	}
+	var kindList []string
+	for _, k := range []string{"at a random time", "mid-request", "just after an enqueue"} {
+		if kinds[k] > 0 {
+			kindList = append(kindList, fmt.Sprintf("%d %s", kinds[k], k))
+		}
+	}
+	ob.happened("%d kills (%s); the queue opened and passed bbolt's check every time, nothing moved aside", rounds, strings.Join(kindList, ", "))
 	if len(queued) == 0 {
 		t.Fatal("no capture was queued in any round: the run was not busy")
 	}
@@ -188,7 +201,11 @@ func TestKillDuringBusyRun(t *testing.T) {
 	}
 	ob.happened("%d captures were queued across the rounds; `kioskd queue drain` delivered the rest (%v); all %d reached the emulator with their Idempotency-Key (%d of them more than once: at-least-once after a kill)",
 		len(queued), sum["delivered"], len(queued)-len(lost), redelivered)
-	ob.lost("%d", len(lost))
+	if len(lost) == 0 {
+		ob.lost("nothing (0 of %d queued captures)", len(queued))
+	} else {
+		ob.lost("%d of %d queued captures", len(lost), len(queued))
+	}
 }
 
 // queueListIDs lists the IDs of the queued captures of a stopped kioskd.

@@ -688,16 +688,17 @@ func TestServiceFaults(t *testing.T) {
 			expected: "door locked, \"offline\", capture queued and delivered to the restarted emulator without unlocking",
 		},
 	}
-	for _, c := range cases {
+	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			runServiceCase(t, c)
+			runServiceCase(t, i, c)
 		})
 	}
 }
 
-func runServiceCase(t *testing.T, c serviceCase) {
+func runServiceCase(t *testing.T, order int, c serviceCase) {
 	ob := observe(t, "service", c.name, c.fault, c.expected)
+	ob.o.Order = order
 	var s *sim
 	var simAddr string
 	baseURL := ""
@@ -733,7 +734,7 @@ func runServiceCase(t *testing.T, c serviceCase) {
 	}
 	first := waitDecision(t, k, "the first live decision", 40*time.Second, live)
 	took := time.Duration(first["latency_ms"].(float64)) * time.Millisecond
-	ob.happened("%s %s", first["result"], str(first, "reason"))
+	ob.happened("%s", strings.TrimSpace(fmt.Sprint(first["result"], " ", str(first, "reason"))))
 	if first["result"] != c.result || str(first, "reason") != c.reason {
 		t.Errorf("first decision %s %q, want %s %q: %v", first["result"], str(first, "reason"), c.result, c.reason, first)
 	}

@@ -7,6 +7,7 @@ package reliability
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ type Observation struct {
 	Test     string  `json:"test"`
 	Seconds  float64 `json:"seconds"`
 	Soak     bool    `json:"soak,omitempty"` // from a long run (make soak)
+	// Order sorts the rows of one test (its table order); rows of
+	// different tests follow the tests' names.
+	Order int `json:"order,omitempty"`
 }
 
 // Append adds o to the JSON-lines file at path. One write of one line with
@@ -145,6 +149,10 @@ func Render(w io.Writer, st State) error {
 	}
 	b.WriteString(".\n\n")
 
+	obs = slices.Clone(obs)
+	slices.SortStableFunc(obs, func(a, b Observation) int {
+		return cmp.Or(strings.Compare(testOf(a), testOf(b)), cmp.Compare(a.Order, b.Order), strings.Compare(a.Case, b.Case))
+	})
 	var tests []Observation
 	var soak []Observation
 	for _, o := range obs {
@@ -217,6 +225,13 @@ test log). The network-camera cases need OpenCV's GStreamer support (they
 skip without it); the read-only-file case drops CAP_DAC_OVERRIDE with
 ` + "`setpriv`" + ` when run as root.
 `
+
+// testOf is the top-level test of an observation: subtests of one test
+// keep their table order.
+func testOf(o Observation) string {
+	name, _, _ := strings.Cut(o.Test, "/")
+	return name
+}
 
 func verdict(o Observation) string {
 	if o.Passed {
