@@ -13,7 +13,7 @@ OUT ?= out
 # Screenshots of the kiosk page and other artefacts of the end-to-end tests.
 KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
-.PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak clean
+.PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak reliability clean
 
 all: build
 
@@ -60,6 +60,11 @@ bench: build
 
 soak: build
 	@scripts/soak.sh $(DURATION)
+
+# The fault, bad-input and security matrix: reruns those end-to-end tests and
+# rewrites docs/reliability.md (scripts/reliability.sh --soak for the long run).
+reliability: deps-test
+	@scripts/reliability.sh
 
 clean:
 	rm -rf $(BIN) $(OUT)
