@@ -784,12 +784,19 @@ func runServiceCase(t *testing.T, order int, c serviceCase) {
 		}
 	}
 	fams := scrape(t, maddr)
+	var moved []string
 	for _, m := range c.metrics {
 		v := metricValue(fams, m.name, m.labels...)
 		if v < m.min || (m.max >= 0 && v > m.max) {
 			t.Errorf("%s%v = %v, want %v..%v", m.name, m.labels, v, m.min, m.max)
 		}
+		label := ""
+		if len(m.labels) > 0 {
+			label = "{" + strings.Join(m.labels, ",") + "}"
+		}
+		moved = append(moved, fmt.Sprintf("%s%s %v", strings.TrimPrefix(m.name, "kioskd_"), label, v))
 	}
+	ob.happened("metrics: %s", strings.Join(moved, ", "))
 	if v := metricValue(fams, "kioskd_actuator_unlocks_total"); v < 0 {
 		t.Errorf("no kioskd_actuator_unlocks_total")
 	}
