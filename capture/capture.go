@@ -296,6 +296,11 @@ func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 		s.halfGap = min(gap, maxFrameGap) / 2
 	}
 	s.prevTS = ts
+	if s.state == stPresent && s.haveBest && ts.Sub(s.windowStart)+s.halfGap >= s.cfg.Window {
+		// This frame ends the window: the best frame is chosen, and
+		// analysing this one too would only delay the answer.
+		return s.shoot(now, ts, Analysis{})
+	}
 
 	start := time.Now()
 	s.det.hold = s.state == stCooldown
