@@ -1073,6 +1073,7 @@ func (q *Queue) refresh() {
 func (q *Queue) afterDeleteLocked() {
 	q.maybeCompactLocked()
 	q.publishLocked()
+	q.releaseMappedLocked()
 }
 
 func (q *Queue) publishLocked() {
