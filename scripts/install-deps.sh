@@ -10,7 +10,7 @@ set -euo pipefail
 
 group=${1:-build}
 
-build_pkgs=(gcc g++ make pkg-config git ca-certificates libopencv-dev opencv-data)
+build_pkgs=(gcc g++ make pkg-config git ca-certificates libopencv-dev opencv-data gstreamer1.0-plugins-base)
 test_pkgs=(chromium prometheus systemd)
 
 case "$group" in
