@@ -7,6 +7,7 @@
 //	benchrun bench [-out bench/results.json] [-compare old.json] [-skip go,latency,...]
 //	benchrun soak -duration 30m [-out bench/soak.json]
 //	benchrun decode CLIP   (one core: camera decode cost, run under taskset)
+//	benchrun show [-compare old.json] results.json   (the table of a saved run)
 package main
 
 import (
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSoak(ctx, root, args[1:], stdout, stderr)
 	case "decode":
 		return runDecode(args[1:], stdout, stderr)
+	case "show":
+		return runShow(root, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "benchrun: unknown command %q\n", args[0])
 	return 2
@@ -109,5 +112,32 @@ func runBench(ctx context.Context, root string, args []string, stdout, stderr io
 		return 1
 	}
 	fmt.Fprintf(stdout, "\nwritten to %s\n", f.out)
+	return 0
+}
+
+// runShow prints the table of a saved results file, optionally next to
+// an earlier one.
+func runShow(root string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cmp := fs.String("compare", "", "an earlier results.json")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: benchrun show [-compare old.json] results.json")
+		return 2
+	}
+	r, err := readResults(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(stderr, "benchrun:", err)
+		return 1
+	}
+	var old *Results
+	if *cmp != "" {
+		if old, err = readResults(*cmp); err != nil {
+			fmt.Fprintln(stderr, "benchrun:", err)
+			return 1
+		}
+	}
+	b := &bench{root: root, log: stderr, started: r.Started, machine: r.Machine, metrics: r.Metrics, commit: r.Commit, took: time.Duration(r.DurationS) * time.Second}
+	b.print(stdout, old)
 	return 0
 }

@@ -27,15 +27,17 @@ const (
 
 // pinned prefixes a command with taskset when the machine has the cores:
 // kioskd gets core 0, the emulator core 1. The bench machine is shared, so
-// kioskd also runs at a higher priority (nice -10, when allowed): "one core
+// both also run at a higher priority (nice -10, when allowed): "one core
 // for the pipeline" means the other work on that core waits for it, as it
-// would on a kiosk that runs nothing else. CPU shares are CPU time either way.
+// would on a kiosk that runs nothing else, and the service's own time is
+// what the emulator measures, not its wait for a shared core. CPU shares
+// are CPU time either way.
 func pinned(core int, name string, args ...string) *exec.Cmd {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		return exec.Command(name, args...)
 	}
 	cmd := append([]string{"-c", strconv.Itoa(core), name}, args...)
-	if core == 0 && os.Geteuid() == 0 {
+	if os.Geteuid() == 0 {
 		return exec.Command("nice", append([]string{"-n", "-10", "taskset"}, cmd...)...)
 	}
 	return exec.Command("taskset", cmd...)

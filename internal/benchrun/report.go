@@ -58,6 +58,8 @@ type bench struct {
 	machine Machine
 	metrics []Metric
 	details map[string]any
+	commit  string        // of a saved run (show)
+	took    time.Duration // of a saved run (show)
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -151,8 +153,12 @@ func (b *bench) print(w io.Writer, old *Results) {
 		}
 	}
 	m := b.machine
-	fmt.Fprintf(w, "\nkioskd bench — %s, %d cores (%s), %d MB, load %.2f → %.2f, %s\n\n",
-		gitDescribe(b.root), m.Nproc, m.CPU, m.MemoryMB, m.LoadStart, m.LoadEnd, time.Since(b.started).Round(time.Second))
+	commit, took := b.commit, b.took
+	if commit == "" {
+		commit, took = gitDescribe(b.root), time.Since(b.started).Round(time.Second)
+	}
+	fmt.Fprintf(w, "\nkioskd bench — %s, %s, %d cores (%s), %d MB, load %.2f → %.2f, took %s\n\n",
+		b.started.UTC().Format("2006-01-02 15:04 MST"), commit, m.Nproc, m.CPU, m.MemoryMB, m.LoadStart, m.LoadEnd, took)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	head := "AREA\tMEASURE\tVALUE\tTARGET\tOK"
 	if old != nil {
