@@ -397,7 +397,8 @@ type detectResult struct {
 func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, fullEvery int) detectResult {
 	d.setSize(frame.Cols(), frame.Rows())
 	res := detectResult{changed: math.Inf(1)}
-	woke := false // an empty scene changed
+	woke := false   // an empty scene changed
+	forced := false // an unchanged empty scene is looked at again anyway
 	if track && changeThreshold > 0 {
 		// The change test comes before the detection image is made: an
 		// unchanged scene costs the thumbnail and nothing else.
@@ -410,6 +411,7 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				return d.finish(res, append([]image.Rectangle(nil), d.last...))
 			}
 		}
+		forced = d.emptyRuns >= confirmEmpty && d.sinceFull >= forceFullEvery
 		if d.emptyRuns >= confirmEmpty && d.sinceFull < forceFullEvery {
 			var moved bool
 			res.changed, moved = d.changed(changeThreshold)
@@ -440,6 +442,10 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				// The scheduled look for someone else while a face is tracked:
 				// a coarser pyramid halves its cost, and the tracked face is
 				// still checked in its region if this misses it.
+				scale = checkScaleFactor
+			case forced:
+				// The safety look at a scene that has not changed: coarse
+				// is enough, and it comes every forceFullEvery frames.
 				scale = checkScaleFactor
 			case woke && !d.wakeMissed:
 				// Something moved in an empty scene: the first look is coarse
