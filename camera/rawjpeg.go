@@ -30,10 +30,11 @@ const (
 	// a change the detector would have woken for.
 	rawChangeThreshold = 1.0
 	// rawQuietAfter is how many still frames in a row switch to the
-	// cheap test; rawMaxRepeats bounds how long pixels are reused (1 s at
-	// 30 fps) whatever the thumbnail says.
+	// cheap test; rawMaxRepeats bounds how long pixels are reused (5 s at
+	// 30 fps) whatever the thumbnail says, so that capture's periodic
+	// safety search of an unchanged scene (every 10 s) sees fresh pixels.
 	rawQuietAfter = 3
-	rawMaxRepeats = 30
+	rawMaxRepeats = 150
 )
 
 // rawDecoder decodes the compressed frames of one device. It lives on the
