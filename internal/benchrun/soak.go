@@ -179,6 +179,8 @@ func (b *bench) soak(ctx context.Context, dur, every time.Duration) (*SoakResult
 	}
 	k.stop()
 	stopped = true
+	b.machine.LoadEnd = loadAvg()
+	res.Machine = b.machine
 	res.CleanStop = k.cmd.ProcessState != nil && k.cmd.ProcessState.ExitCode() == 0
 	if recs, err := s.requests(); err == nil {
 		res.SimRequests = len(recs)
