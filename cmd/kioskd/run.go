@@ -74,12 +74,10 @@ func newRegistry() *prometheus.Registry {
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cfgPath string
 	cfg, _, code := loadConfig("run", args, stderr, nil)
 	if code != 0 {
 		return code
 	}
-	cfgPath = cfg.Path
 	log, lvl := newLogger(cfg.Log, stderr)
 	for _, w := range cfg.Warnings {
 		log.Warn("config", "warning", w)
@@ -93,7 +91,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	notifier := agent.NewNotifier(log)
 	reg := newRegistry()
 	log.Info("starting",
-		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfgPath,
+		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfg.Path,
 		"source_id", cfg.Device.SourceID, "mode", cfg.Device.Mode,
 		"camera", cfg.Camera.Source, "incode", cfg.Incode.BaseURL,
 		"metrics", cfg.Metrics.Listen, "display", cfg.Display.Listen)
