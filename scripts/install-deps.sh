@@ -11,7 +11,7 @@ set -euo pipefail
 group=${1:-build}
 
 build_pkgs=(gcc g++ make pkg-config git ca-certificates libopencv-dev opencv-data gstreamer1.0-plugins-base)
-test_pkgs=(chromium prometheus systemd)
+test_pkgs=(chromium prometheus systemd mosquitto socat lintian qemu-user-static crossbuild-essential-arm64 cage)
 
 case "$group" in
 build) want=("${build_pkgs[@]}") ;;
