@@ -379,9 +379,7 @@ func TestFileAttemptStore(t *testing.T) {
 		t.Error("corrupt file loaded")
 	}
 	// A corrupt history does not stop the door: the selector starts empty.
-	cfg := selectCfg()
-	cfg.AttemptsPath = bad
-	s, _ := newSelector(t, cfg)
+	s, _ := newSelector(t, selectCfg(), WithAttemptStore(NewFileAttemptStore(bad)))
 	if len(s.attempts) != 0 {
 		t.Errorf("attempts %v", s.attempts)
 	}

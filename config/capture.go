@@ -34,8 +34,6 @@ type Capture struct {
 	MaxAttempts    int           `yaml:"max_attempts"`
 	AttemptWindow  time.Duration `yaml:"attempt_window"`
 	Lockout        time.Duration `yaml:"lockout"`
-	// AttemptsPath keeps attempt times across restarts; empty keeps them in memory.
-	AttemptsPath string `yaml:"attempts_path"`
 
 	JPEGQuality int     `yaml:"jpeg_quality"`
 	MaxSide     int     `yaml:"max_side"`

@@ -110,7 +110,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 		if _, err := d.q.Expire(); errors.Is(err, ErrClosed) {
 			return err
 		}
-		d.q.refresh()
+		d.q.Maintain()
 		due, ok, expiry, err := d.q.head()
 		if errors.Is(err, ErrClosed) {
 			return err

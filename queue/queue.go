@@ -82,6 +82,17 @@ var (
 	ErrKeyMismatch = errors.New("queue key does not match the file")
 	// ErrCorrupt wraps damage found in the file.
 	ErrCorrupt = errors.New("queue file is corrupt")
+	// ErrNoFile is returned by Open with WithReadOnly or WithExisting when
+	// there is no queue file yet: nothing was ever queued.
+	ErrNoFile = errors.New("no queue file")
+	// ErrUnsafePath is returned by Open when the queue file or its directory
+	// is a symbolic link or not a regular file: kioskd never follows a link
+	// to write biometric data, nor changes the mode of a file it did not
+	// create.
+	ErrUnsafePath = errors.New("unsafe queue path")
+	// ErrFormat is matched by the error Open returns for a file written by
+	// a newer kioskd (or in a format this one does not know).
+	ErrFormat = errors.New("unsupported queue file format")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("queue is closed")
 	// ErrNotFound is returned for a sequence number no longer pending, for
@@ -122,6 +133,9 @@ type Queue struct {
 	leased     map[uint64]struct{}
 	n          counts
 	nextExpiry time.Time // no item expires before this; zero: the queue is empty
+	// deletedAt is when an image was first deleted since the file was last
+	// rewritten: until it is, the image's bytes may remain in free pages.
+	deletedAt time.Time
 }
 
 type counts struct {
@@ -159,9 +173,6 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(q.path), 0o700); err != nil {
-		return nil, fmt.Errorf("open queue: %w", err)
-	}
 	db, err := q.openFile()
 	if err != nil {
 		return nil, err
@@ -171,11 +182,14 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 		_ = db.Close()
 		return nil, err
 	}
-	// Only the lock holder may remove a compaction left half-done.
-	if err := os.Remove(q.path + compactSuffix); err == nil {
-		q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
+	if !q.opt.existing {
+		// Only the service's lock holder may remove a compaction left
+		// half-done, or old damaged files.
+		if err := os.Remove(q.path + compactSuffix); err == nil {
+			q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
+		}
+		q.removeOldCorrupt()
 	}
-	q.removeOldCorrupt()
 	if err := q.m.register(reg); err != nil {
 		q.m.unregister(reg)
 		_ = db.Close()
@@ -208,20 +222,35 @@ func (q *Queue) load() error {
 	var n counts
 	var next time.Time
 	var items int
+	// A read-only open looks without repairing: damaged items are
+	// counted out of the figures but stay in the file.
+	run := q.db.Update
+	if q.opt.readOnly {
+		run = q.db.View
+	}
 	err := guard(func() error {
-		return q.db.Update(func(tx *bolt.Tx) error {
+		return run(func(tx *bolt.Tx) error {
 			for _, name := range [][]byte{bucketPending, bucketDead, bucketBlobs, bucketMeta} {
+				if q.opt.readOnly {
+					if tx.Bucket(name) == nil {
+						return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
+					}
+					continue
+				}
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return fmt.Errorf("create bucket %s: %w", name, err)
 				}
 			}
 			meta := tx.Bucket(bucketMeta)
 			if v := meta.Get(keyFormat); v == nil {
+				if q.opt.readOnly {
+					return nil
+				}
 				if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
 					return err
 				}
-			} else if len(v) != 1 || v[0] != formatVersion {
-				return fmt.Errorf("queue file %s has format %v, this kioskd reads format %d: move it away or use a newer kioskd", q.path, v, formatVersion)
+			} else if err := checkFormat(v); err != nil {
+				return err
 			}
 			blobs := blobsOf(tx)
 			seen := map[uint64]bool{}
@@ -254,6 +283,10 @@ func (q *Queue) load() error {
 					return err
 				}
 				for _, k := range bad {
+					if q.opt.readOnly {
+						q.log.Warn("unreadable queue item: kioskd run removes it", "bucket", string(bn), "key", fmt.Sprintf("%x", k))
+						continue
+					}
 					q.log.Error("removing an unreadable queue item", "bucket", string(bn), "key", fmt.Sprintf("%x", k))
 					q.m.errors.WithLabelValues("open").Inc()
 					if err := b.Delete(k); err != nil {
@@ -263,6 +296,9 @@ func (q *Queue) load() error {
 						return err
 					}
 				}
+			}
+			if q.opt.readOnly {
+				return nil
 			}
 			// Images whose header is gone cannot be delivered.
 			var orphans [][]byte
@@ -1061,16 +1097,24 @@ func (q *Queue) head() (due time.Time, ok bool, expiry time.Time, err error) {
 	return due, ok, q.nextExpiry, err
 }
 
-// refresh brings the age gauge up to date.
-func (q *Queue) refresh() {
+// Maintain brings the gauges up to date and rewrites the file when
+// deleted images have stayed in its free pages for the wipe interval. The
+// drainer calls it on its heartbeat.
+func (q *Queue) Maintain() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed {
+		if !q.deletedAt.IsZero() {
+			q.maybeCompactLocked()
+		}
 		q.publishLocked()
 	}
 }
 
 func (q *Queue) afterDeleteLocked() {
+	if q.deletedAt.IsZero() {
+		q.deletedAt = q.opt.now()
+	}
 	q.maybeCompactLocked()
 	q.publishLocked()
 	q.releaseMappedLocked()
