@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,6 +127,8 @@ type Queue struct {
 	path   string
 	seal   *sealer
 	notify chan struct{} // an item became pending: a waiting drainer looks again
+
+	down atomic.Bool // closed, readable without the lock
 
 	mu         sync.Mutex
 	db         *bolt.DB
@@ -336,7 +339,7 @@ func (q *Queue) checkKey(meta *bolt.Bucket, items int) error {
 	switch {
 	case kc != nil && q.seal == nil:
 		if items > 0 {
-			return fmt.Errorf("queue file %s is encrypted and holds %d items: set queue.encrypt and its key, or move the file away", q.path, items)
+			return fmt.Errorf("%w: queue file %s is encrypted and holds %d items: set queue.encrypt and its key, or move the file aside", ErrKeyMismatch, q.path, items)
 		}
 		return meta.Delete(keyKeyCheck)
 	case kc != nil:
@@ -1139,8 +1142,19 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	q.down.Store(true)
 	if err := q.db.Close(); err != nil {
 		return fmt.Errorf("close queue: %w", err)
+	}
+	return nil
+}
+
+// Err is nil while the queue is usable, and ErrClosed once it was closed
+// or had to give up on a damaged file. It never waits for the queue's
+// lock, so that /readyz answers while a compaction or an fsync runs.
+func (q *Queue) Err() error {
+	if q.down.Load() {
+		return ErrClosed
 	}
 	return nil
 }

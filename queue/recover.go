@@ -319,6 +319,7 @@ func (q *Queue) recoverLocked(cause error) {
 		// Leave the queue closed rather than writing to a broken file; the
 		// agent keeps making live decisions.
 		q.closed = true
+		q.down.Store(true)
 		q.log.Error("queue unavailable after moving a damaged file aside", "err", err)
 		return
 	}

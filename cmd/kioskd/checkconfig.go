@@ -54,5 +54,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", cfg.Path)
+	// Where the face images are kept, and with which key: an operator
+	// backing up or wiping a box needs both.
+	if cfg.Queue.Encrypt {
+		fmt.Fprintf(stdout, "queue: %s, encrypted (AES-256-GCM) with the %s\n", cfg.Queue.Path, cfg.Queue.KeySource)
+	} else {
+		fmt.Fprintf(stdout, "queue: %s, NOT encrypted (queue.encrypt: false)\n", cfg.Queue.Path)
+	}
 	return 0
 }

@@ -154,8 +154,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			deps.PreviewFPS = cfg.Display.PreviewFPS
 		}
 	}
-	// A queue that cannot be opened must not stop live decisions.
-	q, qerr := queue.Open(cfg.Queue, log, reg)
+	q, fatal, qerr := openServiceQueue(cfg, log, reg)
+	if fatal {
+		log.Error("queue refused: fix it and start again", "path", cfg.Queue.Path, "err", qerr)
+		return 1
+	}
 	// The queue's own metrics exist only once it is open: this one says
 	// whether it is, so that an alert can fire on a queue that never opened.
 	queueUp := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -175,7 +178,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}()
 		deps.Queue = q
-		queueOK = func() error { _, err := q.Stats(); return err }
+		queueOK = q.Err
 	}
 	ag, err := agent.New(cfg, deps)
 	if err != nil {
