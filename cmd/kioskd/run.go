@@ -25,6 +25,8 @@ import (
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/internal/httpserve"
+	"github.com/kioskd/kioskd/internal/sdnotify"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -88,7 +90,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	notifier := agent.NewNotifier(log)
+	notifier := sdnotify.New(log)
 	reg := newRegistry()
 	log.Info("starting",
 		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfg.Path,
@@ -111,6 +113,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		log.Error("incode client", "err", err)
 		return 1
+	}
+
+	var metricsSrv *httpserve.Server
+	if cfg.Metrics.Listen != "" {
+		metricsSrv, err = httpserve.New(httpserve.Options{Name: "metrics", MaxConns: cfg.Metrics.MaxConnections,
+			WebConfigFile: cfg.Metrics.WebConfigFile}, log, reg)
+		if err != nil {
+			log.Error("metrics", "err", err)
+			return 1
+		}
 	}
 
 	var disp *display.Server
@@ -237,8 +249,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	})
 	if cfg.Metrics.Listen != "" {
-		h := agent.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
-		g.Go(func() error { return agent.Serve(gctx, log, "metrics", cfg.Metrics.Listen, h) })
+		h := httpserve.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
+		g.Go(func() error {
+			ln, err := httpserve.Listen(gctx, "metrics", cfg.Metrics.Listen)
+			if err != nil {
+				return err
+			}
+			return metricsSrv.Serve(gctx, ln, h)
+		})
 	}
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })

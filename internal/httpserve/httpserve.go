@@ -127,6 +127,10 @@ func New(o Options, log *slog.Logger, reg prometheus.Registerer) (*Server, error
 	return s, nil
 }
 
+// CheckWebConfig reads an exporter-toolkit web configuration file and the
+// certificates it names, as Serve will: check-config reports its problems.
+func CheckWebConfig(path string) error { return web.Validate(path) }
+
 // MaxConns is the connection cap in force, after FitConns.
 func (s *Server) MaxConns() int { return s.o.MaxConns }
 

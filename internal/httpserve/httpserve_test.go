@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -73,9 +73,21 @@ func TestHostAllowed(t *testing.T) {
 		{"0.0.0.0:9108", []string{"door1.lan:9000"}, "door1.lan:9000", true},
 		{"0.0.0.0:9108", []string{"door1.lan:9000"}, "door1.lan:9108", false},
 		{"kiosk.local:8088", nil, "kiosk.local:8088", true},
+		// Port 0: clients use the port the OS chose, not "0".
+		{"127.0.0.1:0", nil, "127.0.0.1:40123", true},
+		{"127.0.0.1:0", nil, "localhost:40123", true},
+		{"127.0.0.1:9108", nil, "attacker.example", false},
 	} {
 		if got := HostAllowed(tc.listen, tc.allowed, tc.host); got != tc.want {
 			t.Errorf("HostAllowed(%q, %q, %q) = %v, want %v", tc.listen, tc.allowed, tc.host, got, tc.want)
+		}
+		ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Host = tc.host
+		rec := httptest.NewRecorder()
+		HostGuard(tc.listen, tc.allowed, ok).ServeHTTP(rec, req)
+		if want := map[bool]int{true: 204, false: 421}[tc.want]; rec.Code != want {
+			t.Errorf("HostGuard(%q, %q) Host %q: %d, want %d", tc.listen, tc.allowed, tc.host, rec.Code, want)
 		}
 	}
 }
@@ -124,7 +136,7 @@ func TestConnectionCap(t *testing.T) {
 	if n, err := extra.Read(make([]byte, 1)); err == nil || n != 0 {
 		t.Fatalf("a connection past the cap was kept: %d %v", n, err)
 	}
-	if v := testutil.ToFloat64(counter(t, reg, "kioskd_http_rejected_connections_total")); v != 1 {
+	if v := counterValue(t, reg, "kioskd_http_rejected_connections_total"); v != 1 {
 		t.Fatalf("rejected %v, want 1", v)
 	}
 	held[0].Close()
@@ -190,7 +202,7 @@ func get(t *testing.T, c net.Conn) {
 	_ = c.SetDeadline(time.Time{})
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -198,13 +210,11 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name})
-			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
-			return c
+			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
 	t.Fatalf("no metric %s", name)
-	return nil
+	return 0
 }
 
 // TestTLSScrapeWithBasicAuth serves metrics through an exporter-toolkit web
