@@ -32,6 +32,14 @@ type Queue struct {
 	GeneratedKey string `yaml:"-"`
 }
 
+const generatedKeySource = "generated per-device key "
+
+// UseGeneratedKey records the per-device key that kioskd run has just
+// made, as a later load of the configuration (a reload) reads it.
+func (q *Queue) UseGeneratedKey(key string) {
+	q.Key, q.KeySource = key, generatedKeySource+q.GeneratedKey
+}
+
 // GeneratedKeyName is the per-device queue key's file in device.state_dir.
 const GeneratedKeyName = "queue.key"
 
@@ -146,14 +154,13 @@ func (c *Config) resolveQueueKey(env Env, p *Problems) {
 		// The per-device key: made by `kioskd run` at first start (0600),
 		// read here when it exists. Never a link: it is a secret.
 		q.GeneratedKey = filepath.Join(c.Device.StateDir, GeneratedKeyName)
-		q.KeySource = "generated per-device key " + q.GeneratedKey
+		q.KeySource = generatedKeySource + q.GeneratedKey
 		fi, err := os.Lstat(q.GeneratedKey)
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			q.KeySource += " (created by kioskd run at first start)"
-			return
 		case err != nil:
-			p.add("queue.key_file: generated key: %v", err)
+			// Missing, or the state directory is: kioskd run makes the
+			// key, or reports why it cannot (and runs without a queue).
+			q.KeySource += " (created by kioskd run at first start)"
 			return
 		case !fi.Mode().IsRegular():
 			p.add("queue.key_file: generated key %s is not a regular file", q.GeneratedKey)

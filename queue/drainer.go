@@ -127,7 +127,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 			switch res.kind {
 			case outcomeRetry:
 				fails++
-				holdUntil = d.now().Add(backoff(d.q.cfg.BackoffMin, d.q.cfg.BackoffMax, fails, d.rand))
+				holdUntil = d.now().Add(d.q.retryPolicy().Delay(fails, d.rand.Float64))
 			case outcomeDone:
 				fails, holdUntil = 0, time.Time{}
 			case outcomeStop:

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/backoff"
 )
 
 // Item is one queued capture. Seq orders the queue; ID is the idempotency
@@ -726,22 +726,16 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 	return nil
 }
 
-// backoff is the delay before an item's next attempt.
+// backoff is the delay before an item's next attempt: equal jitter, so
+// between half and all of the capped exponential step.
 func (q *Queue) backoff(attempts int) time.Duration {
-	return backoff(q.cfg.BackoffMin, q.cfg.BackoffMax, attempts, q.opt.rand)
+	return q.retryPolicy().Delay(attempts, q.opt.rand.Float64)
 }
 
-// backoff is equal-jitter exponential backoff: the delay doubles from lo
-// with every attempt up to hi, and a random part of up to half of it is
-// taken off so that many kiosks coming back online do not retry in step.
-func backoff(lo, hi time.Duration, attempts int, r *rand.Rand) time.Duration {
-	d := lo
-	for i := 1; i < attempts && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return d - half + time.Duration(r.Int64N(int64(half)+1))
+// retryPolicy is queue.backoff_min..backoff_max with equal jitter; the
+// drainer waits by it too after a delivery failure.
+func (q *Queue) retryPolicy() backoff.Policy {
+	return backoff.Policy{Min: q.cfg.BackoffMin, Max: q.cfg.BackoffMax, Jitter: 0.5}
 }
 
 // DeadLetter moves an item to the dead letters with reason as its last

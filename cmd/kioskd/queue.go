@@ -441,16 +441,15 @@ func clipLine(s string, n int) string {
 // failure (a full or read-only disk) costs only the queue: live decisions
 // go on without it.
 func openServiceQueue(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (q *queue.Queue, fatal bool, err error) {
-	qc := cfg.Queue
-	if qc.Encrypt && qc.Key == "" && qc.GeneratedKey != "" {
+	if qc := &cfg.Queue; qc.Encrypt && qc.Key == "" && qc.GeneratedKey != "" {
 		key, err := queue.CreateKey(qc.GeneratedKey)
 		if err != nil {
 			return nil, false, err
 		}
-		qc.Key = key
-		log.Info("queue encryption key", "source", "generated per-device key", "path", qc.GeneratedKey)
+		qc.UseGeneratedKey(key)
+		log.Info("queue encryption key", "source", qc.KeySource)
 	}
-	q, err = queue.Open(qc, log, reg)
+	q, err = queue.Open(cfg.Queue, log, reg)
 	fatal = errors.Is(err, queue.ErrKeyMismatch) || errors.Is(err, queue.ErrFormat) || errors.Is(err, queue.ErrUnsafePath)
 	return q, fatal, err
 }
