@@ -10,6 +10,7 @@ type metrics struct {
 	up, lastFrame                         prometheus.Gauge
 	frames, reconnects, readErrors, stale prometheus.Counter
 	repeats                               prometheus.Counter
+	rejected                              *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,8 +36,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		repeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kioskd_camera_decodes_skipped_total", Help: "JPEG frames not decoded because the scene had not changed (the last frame's pixels were delivered).",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_camera_images_rejected_total", Help: "Pictures refused before they reached the frame loop, by reason (too_large, truncated, undecodable).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale, m.repeats} {
+	for _, r := range []string{RejectTooLarge, RejectTruncated, RejectUndecodable} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale, m.repeats, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("camera: register metrics: %w", err)
 		}

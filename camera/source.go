@@ -135,7 +135,7 @@ func (s *Source) ffmpegOptions() string {
 func (s *Source) openOpenCV(spec string) (Device, error) {
 	switch s.kind {
 	case kindFolder:
-		return openFolder(spec, s.skipImage)
+		return openFolder(spec, s.cfg.MaxPixels, s.skipImage)
 	case kindDevice:
 		if isIndex(spec) {
 			n, _ := strconv.Atoi(spec)
@@ -167,5 +167,10 @@ func checked(vc *gocv.VideoCapture, err error) (Device, error) {
 
 func (s *Source) skipImage(path string, err error) {
 	s.m.readErrors.Inc()
+	reason := RejectUndecodable
+	if ie, ok := errors.AsType[*ImageError](err); ok {
+		reason = ie.Reason
+	}
+	s.m.rejected.WithLabelValues(reason).Inc()
 	s.log.Warn("camera: skipping an unreadable image", "file", filepath.Base(path), "err", err)
 }
