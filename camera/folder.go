@@ -36,10 +36,10 @@ func listImages(dir string) ([]string, error) {
 type folderDevice struct {
 	files     []string
 	maxPixels int
-	next   int
-	width  int
-	height int
-	skip   func(path string, err error)
+	next      int
+	width     int
+	height    int
+	skip      func(path string, err error)
 }
 
 func openFolder(dir string, maxPixels int, skip func(string, error)) (*folderDevice, error) {

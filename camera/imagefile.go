@@ -13,10 +13,10 @@ import (
 	"os"
 	"strconv"
 
+	"gocv.io/x/gocv"
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/tiff"
 	_ "golang.org/x/image/webp"
-	"gocv.io/x/gocv"
 )
 
 // Reasons an image is refused before or instead of being decoded; they are
