@@ -34,10 +34,14 @@ type Camera interface {
 	State() camera.State
 }
 
-// Selector turns frames into guidance and chosen shots; frame loop only.
+// Selector turns frames into guidance and chosen shots, and keeps the
+// brute-force guard; frame loop only.
 type Selector interface {
 	Process(frame gocv.Mat, ts time.Time) (capture.Event, error)
 	SetBusy(busy bool)
+	// Failed counts a "not a match" or "not live" answer; it reports
+	// whether that started a lockout, and until when.
+	Failed(now time.Time) (until time.Time, locked bool)
 }
 
 // Authenticator is the part of the Incode client the agent uses.
@@ -101,7 +105,7 @@ type Agent struct {
 	deliver *decision.Delivery
 
 	shots   chan *capture.Shot
-	decided chan struct{}
+	decided chan decision.Outcome
 	recfg   chan config.Capture
 
 	progress   atomic.Int64 // unix nanos of the frame loop's last iteration
@@ -144,7 +148,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		m:       newMetrics(d.Reg),
 		rec:     d.Recorder,
 		shots:   make(chan *capture.Shot, 1),
-		decided: make(chan struct{}, 1),
+		decided: make(chan decision.Outcome, 1),
 		recfg:   make(chan config.Capture, 1),
 	}
 	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout,
@@ -238,9 +242,15 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-a.decided:
+		case out := <-a.decided:
 			busy = false
 			a.d.Selector.SetBusy(false)
+			if out.CountsTowardCap {
+				if until, locked := a.d.Selector.Failed(a.now()); locked {
+					// Shown once the result has been read.
+					a.publish(display.Update{State: display.StateLockout, Until: until}, false)
+				}
+			}
 		case c := <-a.recfg:
 			a.applyCapture(c)
 		default:
@@ -312,10 +322,13 @@ func (a *Agent) decisionWorker(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			a.decide(ctx, shot)
+			out := a.decide(ctx, shot)
+			// The frame loop takes one outcome per shot before it sends
+			// the next, so this never blocks.
 			select {
-			case a.decided <- struct{}{}:
-			default:
+			case a.decided <- out:
+			case <-ctx.Done():
+				return nil
 			}
 		case <-ctx.Done():
 			return nil
@@ -326,7 +339,7 @@ func (a *Agent) decisionWorker(ctx context.Context) error {
 // decide makes one live attempt: ask, decide, then door, screen and
 // record, in that order, whatever the answer. Only a well-formed PASS that
 // arrives before the live deadline opens the door.
-func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
+func (a *Agent) decide(ctx context.Context, shot *capture.Shot) decision.Outcome {
 	a.publish(display.Update{State: display.StateChecking}, true)
 	a.d.Door.Busy(true)
 	defer a.d.Door.Busy(false)
@@ -369,6 +382,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 	if out.WakeDrainer {
 		a.wakeDrainer()
 	}
+	return out
 }
 
 // doorTimeout bounds one door signal when kioskd is stopping; each output
