@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -316,6 +315,16 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 }
 
 func (a *Agent) decisionWorker(ctx context.Context) error {
+	defer func() {
+		// Fail-secure: a bug in a decision must not leave the strike
+		// open while the process dies.
+		if p := recover(); p != nil {
+			if c, ok := a.d.Door.(interface{ Close() error }); ok {
+				_ = c.Close()
+			}
+			panic(p)
+		}
+	}()
 	for {
 		select {
 		case shot, ok := <-a.shots:
@@ -519,20 +528,7 @@ func (a *Agent) identify(ctx context.Context, token string) (name, identityID st
 		a.log.Debug("no greeting name", "reason", uploader.Reason(err))
 		return "", ""
 	}
-	return firstName(info.Name), info.IdentityID
-}
-
-// firstName is the first name to greet someone by, "" when the name is
-// missing.
-func firstName(n *uploader.Name) string {
-	if n == nil {
-		return ""
-	}
-	if name := strings.TrimSpace(n.FirstName); name != "" {
-		return name
-	}
-	name, _, _ := strings.Cut(strings.TrimSpace(n.FullName), " ")
-	return name
+	return info.Name.First(), info.IdentityID
 }
 
 // publish shows u unless it is what is already shown. Frame-loop updates

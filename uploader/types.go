@@ -205,6 +205,20 @@ type Name struct {
 	LastName  string `json:"lastName,omitempty"`
 }
 
+// First is the first name to greet someone by: firstName, else the first
+// word of fullName, else "". It is safe on a nil *Name (the object is
+// optional in the Incode API documentation).
+func (n *Name) First() string {
+	if n == nil {
+		return ""
+	}
+	if first := strings.TrimSpace(n.FirstName); first != "" {
+		return first
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(n.FullName), " ")
+	return first
+}
+
 // UserInfo is the answer of GET /omni/incode-id/userinfo.
 type UserInfo struct {
 	Status          IdentityStatus `json:"status"`
