@@ -120,7 +120,8 @@ type Source struct {
 	w         *worker
 	pending   bool // a read request is outstanding on w
 	abandoned []*worker
-	failures  int // reopens since the last good frame
+	failures  int     // reopens since the last good frame
+	downWarn  repeats // "down, reopening" warnings, rate-limited
 	nextOpen  time.Time
 	opened    bool // a device has been opened at least once
 	rewinding bool // reopening a looping file: not a reconnect
@@ -341,6 +342,9 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.repeats.Inc()
 	}
 	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
+	if s.downWarn.key != "" {
+		s.downWarn = repeats{} // the next outage is news again
+	}
 	s.setState(StateUp)
 	return r.ts, true, nil
 }
@@ -381,7 +385,14 @@ func (s *Source) fail(what string, err error) {
 	d := backoff.Policy{Min: s.cfg.ReconnectMin, Max: s.cfg.ReconnectMax, Jitter: 0.2}.Delay(s.failures, rand.Float64)
 	s.nextOpen = s.o.now().Add(d)
 	s.setState(StateDown)
-	s.log.Warn("camera: down, reopening", "what", what, "err", err, "retry_in", d.Round(time.Millisecond))
+	s.m.failures.WithLabelValues(what).Inc()
+	if left, ok := s.downWarn.allow(what+": "+err.Error(), s.o.now()); ok {
+		attrs := []any{"what", what, "err", err, "retry_in_ms", d.Milliseconds()}
+		if left > 0 {
+			attrs = append(attrs, "repeated", left)
+		}
+		s.log.Warn("camera: down, reopening", attrs...)
+	}
 }
 
 // retire stops a worker without waiting: a driver stuck in a read returns

@@ -106,6 +106,7 @@ func (s *Selector) Reconfigure(cfg config.Capture) error {
 	s.closeParts()
 	s.setParts(p)
 	s.cfg = cfg
+	s.guard.configure(cfg)
 	if s.state == stIdle || s.state == stPresent {
 		s.resetPresence()
 	}
