@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,7 +129,7 @@ type Queue struct {
 
 	down atomic.Bool // closed, readable without the lock
 
-	mu         sync.Mutex
+	mu         lock
 	db         *bolt.DB
 	closed     bool
 	leased     map[uint64]struct{}
@@ -163,6 +162,7 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 		path:   filepath.Clean(cfg.Path),
 		notify: make(chan struct{}, 1),
 		leased: map[uint64]struct{}{},
+		mu:     newLock(),
 	}
 	if cfg.Encrypt && !q.opt.metaOnly {
 		key, err := config.ParseQueueKey(cfg.Key)
@@ -393,7 +393,9 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 	if q.opt.metaOnly {
 		return Item{}, errors.New("enqueue: the queue was opened for metadata only")
 	}
-	q.mu.Lock()
+	if err := q.mu.LockContext(ctx); err != nil {
+		return Item{}, fmt.Errorf("enqueue: waiting for the queue: %w", err)
+	}
 	defer q.mu.Unlock()
 	if q.closed {
 		return Item{}, fmt.Errorf("enqueue: %w", ErrClosed)
