@@ -54,6 +54,17 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
+// RetryAfter returns the wait the server asked for with Retry-After (in
+// seconds or as an HTTP date, uncapped) on the answer behind err; false when
+// it asked for none.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return ae.RetryAfter, true
+	}
+	return 0, false
+}
+
 // Retryable reports whether err is worth another try later: transport
 // errors, timeouts, 429 and 500/502/503/504. A canceled call, any other
 // HTTP status, a malformed answer and an invalid request are not.
