@@ -1,4 +1,4 @@
-// Package uploader is kioskd's client of the Incode ID API: the seed's
+// Package uploader is kioskd's client of the Incode ID API: the Incode API documentation's
 // request and answer types, its headers, retries through go-retryablehttp,
 // and typed errors that tell a retryable failure from a permanent one and a
 // trustworthy decision from an answer that must never open a door.

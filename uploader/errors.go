@@ -28,7 +28,7 @@ type APIError struct {
 	StatusCode int
 	Method     string
 	Path       string
-	// Body is the seed's error object when the answer carried one.
+	// Body is the Incode API documentation's error object when the answer carried one.
 	Body *ErrorBody
 	// Raw is the head of the answer's body when it was not an error object
 	// (an HTML page from a proxy, say), printable characters only.
