@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,6 +103,8 @@ func startDrainRig(t *testing.T, status int, retryAfter func(now time.Time) stri
 	cfg.Device.SourceID = "door-1"
 	cfg.Incode.BaseURL, cfg.Incode.APIKey, cfg.Incode.HardwareID = srv.URL, "key-123456", "device-123456"
 	cfg.Queue.Path = filepath.Join(t.TempDir(), "queue.db")
+	// Encryption is on by default; kioskd run would generate this key.
+	cfg.Queue.Key = strings.Repeat("ab", config.QueueKeySize)
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
 	api, err := uploader.New(cfg.Incode, "kioskd/test", log, r.reg, uploader.WithClock(r.clk.Now))
 	if err != nil {
