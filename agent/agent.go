@@ -69,7 +69,10 @@ type Door interface {
 // Display shows the person at the door what is happening.
 type Display interface {
 	Publish(u display.Update)
-	PublishPreview(jpeg []byte)
+	PublishPreview(f display.Frame)
+	// Watching reports whether a screen shows the self-view: frames are
+	// encoded only then.
+	Watching() bool
 }
 
 // Deps are the parts the agent drives. Queue and Drainer may be nil when the
@@ -85,7 +88,7 @@ type Deps struct {
 	Log      *slog.Logger
 	Reg      prometheus.Registerer
 	Now      func() time.Time
-	// PreviewFPS > 0 publishes a small MJPEG preview with face boxes.
+	// PreviewFPS > 0 publishes the self-view while a screen watches it.
 	PreviewFPS float64
 }
 
@@ -165,7 +168,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	a.publish(display.Update{State: display.State("ready")}, true)
+	a.publish(display.Update{State: display.StateReady}, true)
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -255,7 +258,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			if a.cameraUp.Swap(false) || !a.firstFrame.Load() {
 				a.log.Warn("camera unavailable", "err", err)
 			}
-			a.publish(display.Update{State: "camera_down"}, false)
+			a.publish(display.Update{State: display.StateCameraDown}, false)
 			continue
 		}
 		if !a.cameraUp.Swap(true) && a.firstFrame.Load() {
@@ -267,8 +270,10 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			a.log.Warn("frame rejected", "err", err)
 			continue
 		}
-		if jpg := pv.frame(a.now(), frame, ev.Analysis.Faces); jpg != nil {
-			a.d.Display.PublishPreview(jpg)
+		if pv != nil && a.d.Display.Watching() {
+			if f, ok := pv.frame(a.now(), frame, ev.Analysis); ok {
+				a.d.Display.PublishPreview(f)
+			}
 		}
 		switch ev.Kind {
 		case capture.EventShot:
@@ -283,14 +288,18 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 				return nil
 			}
 		case capture.EventGuidance:
-			if !busy && len(ev.Reasons) > 0 {
-				a.publish(display.Update{State: "guidance", Reason: string(ev.Reasons[0])}, false)
+			if !busy {
+				a.publish(guidanceUpdate(ev, frame), false)
+			}
+		case capture.EventNone:
+			if !busy {
+				a.steer(ev, frame)
 			}
 		case capture.EventLockout:
-			a.publish(display.Update{State: "lockout", Until: ev.Until}, false)
+			a.publish(display.Update{State: display.StateLockout, Until: ev.Until}, false)
 		case capture.EventIdle:
 			if !busy {
-				a.publish(display.Update{State: "ready"}, false)
+				a.publish(display.Update{State: display.StateReady}, false)
 			}
 		}
 	}
@@ -317,7 +326,8 @@ func (a *Agent) decisionWorker(ctx context.Context) error {
 // decide makes one live attempt. Only a PASS that arrives before the live
 // deadline opens the door.
 func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
-	a.publish(display.Update{State: "checking"}, true)
+	start := a.now()
+	a.publish(display.Update{State: display.StateChecking, Since: start, Until: start.Add(a.cfg.Incode.LiveTimeout)}, true)
 	a.d.Door.Busy(true)
 	defer a.d.Door.Busy(false)
 
@@ -342,7 +352,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 			}
 		})
 		latency := a.observeLatency(shot)
-		a.publish(display.Update{State: "pass", Name: a.firstName(ctx, resp.Token)}, true)
+		a.publish(display.Update{State: display.StatePass, Name: a.firstName(ctx, resp.Token)}, true)
 		a.record(ResultPass, "", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
 		a.wakeDrainer()
 	case err == nil && resp.Status == uploader.StatusPass:
@@ -353,7 +363,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
 		// Not "not recognised": the service recognised nobody in time.
-		a.publish(display.Update{State: "service_unavailable"}, true)
+		a.publish(display.Update{State: display.StateServiceUnavailable}, true)
 		a.record(ResultError, "late", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
 	case err == nil:
 		a.setAuthError(false)
@@ -364,7 +374,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		ev.Result, ev.Reason, ev.AuthenticationID = ResultFail, reason, resp.AuthenticationID
 		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
-		a.publish(display.Update{State: "fail", Reason: reason}, true)
+		a.publish(display.Update{State: display.StateFail, Reason: reason}, true)
 		a.record(ResultFail, reason, resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
 		a.wakeDrainer()
 	case uploader.Retryable(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
@@ -376,9 +386,9 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		ev.Result, ev.Reason = ResultOffline, reason
 		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
-		state := display.State("offline")
+		state := display.StateOffline
 		if a.cfg.Device.Mode == config.ModeAttendance && queued {
-			state = "recorded"
+			state = display.StateRecorded
 		}
 		a.publish(display.Update{State: state}, true)
 		a.record(ResultOffline, reason, "", latency, false, t.with(shot, "capture_id", id, "queued", queued, "err", err)...)
@@ -394,7 +404,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		// The service gave no usable answer (bad credentials, a malformed
 		// or refused answer): telling the person "not recognised" would be
 		// false, and trying again will not help.
-		a.publish(display.Update{State: "service_unavailable"}, true)
+		a.publish(display.Update{State: display.StateServiceUnavailable}, true)
 		a.record(ResultError, reason, "", latency, false, t.with(shot, "capture_id", id, "err", err)...)
 	}
 }
@@ -587,7 +597,8 @@ func (a *Agent) publish(u display.Update, force bool) {
 	if force {
 		a.pending = nil
 		switch u.State {
-		case "pass", "fail", "offline", "recorded", "service_unavailable":
+		case display.StatePass, display.StateFail, display.StateSeeReception, display.StateOffline,
+			display.StateRecorded, display.StateServiceUnavailable:
 			a.holdUntil.Store(now.Add(resultHold).UnixNano())
 		default:
 			a.holdUntil.Store(0)
@@ -617,7 +628,7 @@ func (a *Agent) expireHold(busy bool) {
 		return
 	}
 	a.holdUntil.Store(0)
-	next := display.Update{State: "ready"}
+	next := display.Update{State: display.StateReady}
 	a.mu.Lock()
 	if a.pending != nil {
 		next = *a.pending

@@ -56,7 +56,8 @@ func (s *screen) Publish(u display.Update) {
 	defer s.mu.Unlock()
 	s.got = append(s.got, u)
 }
-func (s *screen) PublishPreview([]byte) {}
+func (s *screen) PublishPreview(display.Frame) {}
+func (s *screen) Watching() bool                { return false }
 
 func (s *screen) last() display.Update {
 	s.mu.Lock()
