@@ -57,7 +57,7 @@ func (s *screen) Publish(u display.Update) {
 	s.got = append(s.got, u)
 }
 func (s *screen) PublishPreview(display.Frame) {}
-func (s *screen) Watching() bool                { return false }
+func (s *screen) Watching() bool               { return false }
 
 func (s *screen) last() display.Update {
 	s.mu.Lock()

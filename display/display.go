@@ -113,10 +113,10 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	cfg.PreviewFPS = min(cfg.PreviewFPS, MaxPreviewFPS)
 	css := pageCSS + cust.colorCSS()
 	s := &Server{
-		cfg:  cfg,
-		log:  log,
-		msgs: msgs,
-		now:  time.Now,
+		cfg:    cfg,
+		log:    log,
+		msgs:   msgs,
+		now:    time.Now,
 		csp:    pageCSP(css),
 		css:    css,
 		custom: cust,

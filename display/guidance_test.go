@@ -9,7 +9,9 @@ import (
 
 func TestGuidance(t *testing.T) {
 	frame := image.Pt(1280, 720)
-	box := func(cx, cy int) []image.Rectangle { return []image.Rectangle{image.Rect(cx-100, cy-100, cx+100, cy+100)} }
+	box := func(cx, cy int) []image.Rectangle {
+		return []image.Rectangle{image.Rect(cx-100, cy-100, cx+100, cy+100)}
+	}
 	for _, c := range []struct {
 		name    string
 		reasons []string
