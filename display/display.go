@@ -40,6 +40,7 @@ type Update struct {
 // so that no score, ID or token can reach the screen.
 type view struct {
 	State State  `json:"state"`
+	Lang  string `json:"lang"`
 	Tone  string `json:"tone"`
 	// Hint is a guidance key (move_left, closer, ...) for the page's arrow;
 	// never anything else, so no API text reaches the page this way.
@@ -306,7 +307,7 @@ func (s *Server) current() snapshot {
 // render turns an update into what the page shows.
 func (s *Server) render(snap snapshot) view {
 	u, msgs := snap.u, snap.msgs
-	v := view{State: u.State, Tone: toneOf(u.State, u.Reason), Text: msgs.text(u.State, u.Reason), Guide: snap.guide}
+	v := view{State: u.State, Lang: snap.page.lang, Tone: toneOf(u.State, u.Reason), Text: msgs.text(u.State, u.Reason), Guide: snap.guide}
 	switch u.State {
 	case StateGuidance:
 		v.Hint = guidanceKey(u.Reason)

@@ -131,6 +131,7 @@ const pageJS = `
     body.className = "tone-" + v.tone;
     body.setAttribute("data-state", v.state);
     body.setAttribute("data-hint", v.hint || "");
+    if (v.lang) { document.documentElement.lang = v.lang; }
     if (typeof v.guide === "number" && v.guide > 0) { guide = v.guide; layout(); }
     template = String(v.text);
     msg.textContent = template;
