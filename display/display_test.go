@@ -120,7 +120,7 @@ func TestHeaders(t *testing.T) {
 	if !strings.Contains(body, "fit your face in the oval") || !strings.Contains(body, `lang="en"`) {
 		t.Errorf("page does not show the ready state in English")
 	}
-	if strings.Contains(body, `src="/preview.mjpeg"`) {
+	if strings.Contains(body, `id="view"`) {
 		t.Errorf("page shows a preview although display.preview is off")
 	}
 	if rec := get(t, h, "/preview.mjpeg", "localhost"); rec.Code != http.StatusNotFound {
@@ -498,7 +498,7 @@ func TestPreview(t *testing.T) {
 	cfg.Preview = true
 	cfg.PreviewFPS = 20 // above the cap: 15 is used
 	s := newServer(t, cfg)
-	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, `src="/preview.mjpeg"`) {
+	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, `id="view"`) {
 		t.Errorf("page lacks the preview with display.preview on")
 	}
 	base := serve(t, s)

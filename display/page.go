@@ -160,6 +160,10 @@ const pageJS = `
     };
   }
   if (view) {
+    // The stream starts after the page's load event: an MJPEG stream with
+    // no frame yet (a camera still opening) would hold that event forever.
+    var start = function () { view.src = "/preview.mjpeg"; };
+    if (document.readyState === "complete") { start(); } else { window.addEventListener("load", start); }
     view.addEventListener("load", layout);
     // The stream of frames may end while the agent restarts: reopen it.
     view.addEventListener("error", function () {
@@ -183,7 +187,7 @@ const pageHTML = `<!doctype html>
 <style>` + styleMarker + `</style>
 </head>
 <body class="tone-{{.Tone}}" data-state="{{.State}}" data-hint="{{.Hint}}" data-guide="{{.Guide}}">
-{{if .Preview}}<img id="view" src="/preview.mjpeg" alt="">{{end}}
+{{if .Preview}}<img id="view" alt="">{{end}}
 <div id="oval" aria-hidden="true"></div>
 {{if .Logo}}<img id="logo" src="/logo" alt="">{{end}}
 <section id="band">

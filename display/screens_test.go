@@ -32,9 +32,9 @@ const (
 )
 
 var (
-	markerRect = image.Rect(230, 20, 290, 80) // green, on the camera frame's left of centre
-	blockRect  = image.Rect(370, 20, 410, 60) // grey, changes every frame
-	faceRect   = image.Rect(140, 0, 500, 360) // the astronaut
+	markerRect = image.Rect(230, 20, 290, 80)  // green, on the camera frame's left of centre
+	blockRect  = image.Rect(370, 20, 410, 60)  // grey, changes every frame
+	faceRect   = image.Rect(109, 66, 559, 516) // the astronaut, her face at the frame's centre
 )
 
 func loadJPEG(t *testing.T, path string) image.Image {
@@ -62,8 +62,8 @@ func selfViewFrame(t *testing.T, face image.Image, n int) []byte {
 	}
 	// Nearest-neighbour scale of the portrait into faceRect.
 	fb := face.Bounds()
-	for y := faceRect.Min.Y; y < faceRect.Max.Y; y++ {
-		for x := faceRect.Min.X; x < faceRect.Max.X; x++ {
+	for y := faceRect.Min.Y; y < min(faceRect.Max.Y, frameH); y++ {
+		for x := faceRect.Min.X; x < min(faceRect.Max.X, frameW); x++ {
 			sx := fb.Min.X + (x-faceRect.Min.X)*fb.Dx()/faceRect.Dx()
 			sy := fb.Min.Y + (y-faceRect.Min.Y)*fb.Dy()/faceRect.Dy()
 			img.Set(x, y, face.At(sx, sy))
