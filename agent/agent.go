@@ -64,6 +64,8 @@ type Door interface {
 	Pass(ctx context.Context, ev actuator.Event) error
 	Fail(ctx context.Context, ev actuator.Event) error
 	Busy(on bool)
+	// Light switches the optional lamp (role: light).
+	Light(on bool)
 }
 
 // Display shows the person at the door what is happening.
@@ -226,7 +228,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		pv = newPreview(a.d.PreviewFPS)
 	}
 	defer pv.close()
-	busy := false
+	busy, lit := false, false
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -275,6 +277,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 				a.d.Display.PublishPreview(f)
 			}
 		}
+		lit = a.light(lit, ev)
 		switch ev.Kind {
 		case capture.EventShot:
 			if busy || ev.Shot == nil {

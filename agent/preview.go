@@ -93,3 +93,25 @@ func scene(reasons []capture.Reason, faces []image.Rectangle, frame gocv.Mat) di
 	}
 	return display.Scene{Size: image.Pt(frame.Cols(), frame.Rows()), Faces: faces, Reasons: rs}
 }
+
+// light decides the lamp (role: light) from one frame: on once a face is
+// in front and capture finds it too dark or flat, off when the person has
+// gone. In between it stays as it is: the lamp that lights the face must
+// not switch itself off by doing so.
+func (a *Agent) light(on bool, ev capture.Event) bool {
+	want := on
+	switch {
+	case ev.Kind == capture.EventIdle:
+		want = false
+	case len(ev.Analysis.Faces) > 0:
+		for _, r := range ev.Analysis.Reasons {
+			if r == capture.ReasonTooDark || r == capture.ReasonLowContrast {
+				want = true
+			}
+		}
+	}
+	if want != on {
+		a.d.Door.Light(want)
+	}
+	return want
+}

@@ -44,6 +44,7 @@ type idleDoor struct{}
 func (idleDoor) Pass(context.Context, actuator.Event) error { return nil }
 func (idleDoor) Fail(context.Context, actuator.Event) error { return nil }
 func (idleDoor) Busy(bool)                                  {}
+func (idleDoor) Light(bool)                                 {}
 
 // screen records what the agent publishes.
 type screen struct {

@@ -35,7 +35,7 @@ type Actuator struct {
 // Output is one driver instance.
 type Output struct {
 	Name   string `yaml:"name"`
-	Role   string `yaml:"role"`   // unlock | pass | fail | busy | buzzer
+	Role   string `yaml:"role"`   // unlock | pass | fail | busy | buzzer | light
 	Driver string `yaml:"driver"` // gpio | exec | http | log
 
 	// gpio
@@ -119,9 +119,9 @@ func (a *Actuator) validate(p *Problems) {
 // validate reports the problems of one output; at names it in messages.
 func (o Output) validate(p *Problems, at string) {
 	switch o.Role {
-	case "unlock", "pass", "fail", "busy", "buzzer":
+	case "unlock", "pass", "fail", "busy", "buzzer", "light":
 	default:
-		p.add("%s.role: %q is not unlock, pass, fail, busy or buzzer", at, o.Role)
+		p.add("%s.role: %q is not unlock, pass, fail, busy, buzzer or light", at, o.Role)
 	}
 	switch o.Driver {
 	case "gpio":
