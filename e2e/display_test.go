@@ -72,7 +72,7 @@ func kioskLoop(t *testing.T) string {
 
 // TestKioskScreenInBrowser is issue 6's browser test: a real headless
 // Chromium shows kioskd's page while kioskd runs against the emulator, and
-// the page says what a person at the door must read — "Look at the camera"
+// the page says what a person at the door must read — "fit your face in the oval"
 // with nobody there, "Come closer" for a face too far away, "Welcome" after
 // a PASS, the face-mask message after a scripted fail:hasFaceMask, and the
 // offline message once the emulator is down — with a screenshot of each.
@@ -92,16 +92,16 @@ func TestKioskScreenInBrowser(t *testing.T) {
 		}
 		page.Screenshot(filepath.Join(out, name+".png"))
 	}
-	step("Look at the camera", "ready", "1-ready")
+	step("fit your face in the oval", "ready", "1-ready")
 	step("Come closer", "guidance", "2-guidance-come-closer")
 	step("Welcome", "pass", "3-pass-welcome")
 	s.script(t, strings.TrimSuffix(strings.Repeat("fail:hasFaceMask,", 10), ","))
-	step("Please remove your face mask", "fail", "4-fail-face-mask")
+	step("Please take off your face mask", "fail", "4-fail-face-mask")
 	s.signal(t, syscall.SIGTERM)
 	if code := s.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("emulator exited %d", code)
 	}
-	step("Offline — please use your badge", "offline", "5-offline")
+	step("Offline — please call reception", "offline", "5-offline")
 
 	for _, name := range []string{"1-ready", "2-guidance-come-closer", "3-pass-welcome", "4-fail-face-mask", "5-offline"} {
 		data, err := os.ReadFile(filepath.Join(out, name+".png"))
