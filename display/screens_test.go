@@ -428,7 +428,8 @@ func writeScreensDoc(t *testing.T, out string, shots []shot) {
 	md.WriteString("is mirrored, a grey block that changes with every frame). The test checks the pixels: the view\n")
 	md.WriteString("fills the screen, is mirrored and moves; the oval and the band have the state's colour; the text\n")
 	md.WriteString("is at least 5% of the screen height and fits its band in every language. Screenshots are scaled\n")
-	md.WriteString("down here; the full-size ones are in `out/test/screens/` after `make test`.\n")
+	md.WriteString("down here; the full-size ones are in `out/test/screens/` after `make test`. What each state\n")
+	md.WriteString("means, the kiosk unit and the customisation are in [kiosk-screen.md](kiosk-screen.md).\n")
 	current := ""
 	for _, s := range shots {
 		if s.size != current {

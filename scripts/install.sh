@@ -20,7 +20,7 @@
 #   /usr/local/share/kioskd/                  kioskd.yaml.sample (always the newest, to
 #                                             compare after an upgrade), kioskd-alerts.yml and
 #                                             kioskd-kiosk.service (the box's own screen; see
-#                                             docs/screens.md to enable it)
+#                                             docs/kiosk-screen.md to enable it)
 #   the system user and group kioskd, the group gpio if missing, /var/lib/kioskd (0700)
 #
 # It enables the service when systemd is running, and restarts it when it was
@@ -218,7 +218,7 @@ install -d -m 0755 "$share_dir"
 install -m 0644 "$src/systemd/kioskd.yaml" "$share_dir/kioskd.yaml.sample"
 install -m 0644 "$src/systemd/kioskd-alerts.yml" "$share_dir/kioskd-alerts.yml"
 install -m 0644 "$src/systemd/kioskd-kiosk.service" "$share_dir/kioskd-kiosk.service"
-install -m 0644 "$src/docs/screens.md" "$share_dir/screens.md"
+install -m 0644 "$src/docs/kiosk-screen.md" "$share_dir/kiosk-screen.md"
 
 install -d -m 0755 "$conf_dir"
 if [[ -e $conf_dir/kioskd.yaml ]]; then
