@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -502,6 +503,9 @@ func TestPreview(t *testing.T) {
 		t.Errorf("page lacks the preview with display.preview on")
 	}
 	base := serve(t, s)
+	if s.Watching() {
+		t.Errorf("Watching with no screen connected: the agent would encode for nobody")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/preview.mjpeg", nil)
@@ -512,6 +516,9 @@ func TestPreview(t *testing.T) {
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); ct != "multipart/x-mixed-replace; boundary=kioskdframe" {
 		t.Fatalf("Content-Type = %q", ct)
+	}
+	if !s.Watching() {
+		t.Errorf("not Watching while a screen has the stream open")
 	}
 	s.PublishPreview(display.Frame{JPEG: []byte("not a jpeg")}) // dropped
 
@@ -558,6 +565,15 @@ func TestPreview(t *testing.T) {
 	// Four frames at 15 fps need at least three 66 ms gaps.
 	if d := time.Since(start); d < 199*time.Millisecond {
 		t.Errorf("4 preview frames in %s: the 15 fps cap is not applied", d)
+	}
+	// The screen goes away: encoding stops.
+	cancel()
+	resp.Body.Close()
+	for deadline := time.Now().Add(5 * time.Second); s.Watching(); {
+		if time.Now().After(deadline) {
+			t.Fatal("still Watching 5 s after the only screen closed the stream")
+		}
+		runtime.Gosched()
 	}
 }
 
