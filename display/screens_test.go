@@ -296,9 +296,8 @@ func TestScreens(t *testing.T) {
 				for l = page.layout(); l.Natural == 0 || l.State != st.u.State.String(); l = page.layout() {
 				}
 				path := filepath.Join(dir, fmt.Sprintf("%02d-%s.png", i+1, st.name))
-				page.Screenshot(path)
+				img := page.ScreenshotImage(path)
 				shots = append(shots, shot{size.name, st.name, want, path})
-				img := readPNG(t, path)
 				if b := img.Bounds(); b.Dx() != size.w || b.Dy() != size.h {
 					t.Fatalf("%s: screenshot is %v, want %dx%d", st.name, b, size.w, size.h)
 				}
@@ -388,9 +387,7 @@ func checkMirroredAndLive(t *testing.T, page layoutPage, img image.Image, size s
 	first := rgb(img, block)
 	deadline := time.Now().Add(10 * time.Second)
 	for n := 0; ; n++ {
-		path := filepath.Join(dir, "live.png")
-		page.Screenshot(path)
-		if got := rgb(readPNG(t, path), block); !closeTo(got, first, 6) {
+		if got := rgb(page.ScreenshotImage(filepath.Join(dir, "live.png")), block); !closeTo(got, first, 6) {
 			return
 		}
 		if time.Now().After(deadline) {

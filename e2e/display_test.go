@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,20 +120,7 @@ func checkSelfView(t *testing.T, page *browsertest.Page, w, h int, dir string) {
 		r, g, b, _ := img.At(p.X, p.Y).RGBA()
 		return g>>8 > 100 && r < g/2 && b < g/2
 	}
-	shot := func(name string) image.Image {
-		path := filepath.Join(dir, name)
-		page.Screenshot(path)
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		img, err := png.Decode(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
+	shot := func(name string) image.Image { return page.ScreenshotImage(filepath.Join(dir, name)) }
 	first := shot("self-view-1.png")
 	if !green(first, mirrored) || green(first, plain) {
 		t.Errorf("marker: green at the mirrored place %v: %v, at the camera's place %v: %v; want only the mirrored one",

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,6 +232,22 @@ func (p *Page) Screenshot(path string) {
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		p.t.Fatalf("browsertest: screenshot: %v", err)
 	}
+}
+
+// ScreenshotImage saves the viewport as a PNG at path, like Screenshot, and
+// returns it decoded, for checks on its pixels.
+func (p *Page) ScreenshotImage(path string) image.Image {
+	p.t.Helper()
+	p.Screenshot(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		p.t.Fatalf("browsertest: screenshot: %v", err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		p.t.Fatalf("browsertest: screenshot %s: %v", path, err)
+	}
+	return img
 }
 
 // Problems are the console errors and uncaught exceptions seen so far,
