@@ -9,7 +9,7 @@ import (
 	"image/color"
 	"image/draw"
 	"image/jpeg"
-	"image/png"
+	_ "image/png" // screenshots, for loadImage
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,14 +37,15 @@ var (
 	faceRect   = image.Rect(109, 66, 559, 516) // the astronaut, her face at the frame's centre
 )
 
-func loadJPEG(t *testing.T, path string) image.Image {
+// loadImage decodes a JPEG or PNG file.
+func loadImage(t *testing.T, path string) image.Image {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	img, err := jpeg.Decode(f)
+	img, _, err := image.Decode(f)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -93,20 +94,6 @@ func onScreen(p image.Point, w, h int, mirrored bool) image.Point {
 }
 
 func center(r image.Rectangle) image.Point { return r.Min.Add(r.Max).Div(2) }
-
-func readPNG(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return img
-}
 
 func rgb(img image.Image, p image.Point) [3]int {
 	r, g, b, _ := img.At(p.X, p.Y).RGBA()
@@ -223,7 +210,7 @@ func TestScreens(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Chromium three times")
 	}
-	face := loadJPEG(t, filepath.Join("..", "testdata", "astronaut.jpg"))
+	face := loadImage(t, filepath.Join("..", "testdata", "astronaut.jpg"))
 	now := time.Now()
 	steps := []struct {
 		name string
@@ -440,7 +427,7 @@ func writeScreensDoc(t *testing.T, out string, shots []shot) {
 			if s.size == "small" {
 				factor = 2
 			}
-			if err := thumbnail(readPNG(t, s.path), factor, filepath.Join(docs, rel)); err != nil {
+			if err := thumbnail(loadImage(t, s.path), factor, filepath.Join(docs, rel)); err != nil {
 				t.Fatal(err)
 			}
 		}
