@@ -1,7 +1,8 @@
 // Package display serves the kiosk screen: one self-contained page that
 // follows the agent's state over Server-Sent Events and tells the person
-// in front of the camera what is happening and what to do next, with an
-// optional MJPEG camera preview.
+// in front of the camera what is happening and what to do next, over a
+// mirrored live self-view (MJPEG) with an oval guide, in the language of a
+// message catalog.
 package display
 
 import (
@@ -357,7 +358,7 @@ func formatRemaining(ms int64) string {
 	return fmt.Sprintf("%d:%02d", sec/60, sec%60)
 }
 
-// Handler serves the page, the event stream, the preview and /healthz,
+// Handler serves the page, the event stream, the self-view, the logo and /healthz,
 // behind the Host check and the security headers.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
