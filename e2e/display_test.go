@@ -160,6 +160,8 @@ func sameImage(a, b image.Image) bool {
 // with nobody there, "Come closer" for a face too far away, "Welcome" after
 // a PASS, the face-mask message after a scripted fail:hasFaceMask, and the
 // offline message once the emulator is down — with a screenshot of each.
+// At 800x480 it also checks kioskd's own self-view: the clip's marker on
+// the camera's left shows on the right of the screen, and the picture moves.
 func TestKioskScreenInBrowser(t *testing.T) {
 	t.Parallel()
 	s := startSim(t)
