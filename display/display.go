@@ -430,7 +430,9 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	if v.RemainingMS != nil {
 		text = strings.ReplaceAll(text, "{time}", formatRemaining(*v.RemainingMS))
 	}
-	body, err := snap.page.render(v, text, s.css)
+	// A client that may not see the camera gets no self-view element, so
+	// it does not keep asking for a stream it is refused.
+	body, err := snap.page.render(v, text, s.css, s.faceData(r))
 	if err != nil {
 		s.log.Error("display: render page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)

@@ -440,6 +440,9 @@ func TestFaceDataOnlyForTheKiosk(t *testing.T) {
 			if got := strings.Contains(rec.Body.String(), "Ana"); got != want {
 				t.Errorf("remote_face_data %v, client %s: name shown %v, want %v", remoteOK, remote, got, want)
 			}
+			if got := strings.Contains(rec.Body.String(), `id="view"`); got != want {
+				t.Errorf("remote_face_data %v, client %s: self-view element %v, want %v", remoteOK, remote, got, want)
+			}
 			if want {
 				continue
 			}

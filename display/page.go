@@ -243,13 +243,13 @@ func newPage(lang, reconnecting string, preview, logo bool) (*page, error) {
 	}, nil
 }
 
-func (p *page) render(v view, text, css string) ([]byte, error) {
+func (p *page) render(v view, text, css string, selfView bool) ([]byte, error) {
 	var buf bytes.Buffer
 	err := p.tmpl.Execute(&buf, struct {
 		Lang, Tone, State, Hint, Text, Reconnecting string
 		Guide                                       float64
 		Preview, Logo                               bool
-	}{p.lang, v.Tone, v.State.String(), v.Hint, text, p.reconnecting, v.Guide, p.preview, p.logo})
+	}{p.lang, v.Tone, v.State.String(), v.Hint, text, p.reconnecting, v.Guide, p.preview && selfView, p.logo})
 	if err != nil {
 		return nil, fmt.Errorf("render page: %w", err)
 	}
