@@ -198,7 +198,7 @@ func New(cfg config.Actuator, log *slog.Logger, reg prometheus.Registerer, opts 
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for _, out := range b.outputs {
-		if out.cfg.Role == "busy" && out.event != nil {
+		if (out.cfg.Role == "busy" || out.cfg.Role == "light") && out.event != nil {
 			out.busyWant = make(chan bool, 1)
 			b.wg.Add(1)
 			go b.busyWorker(out)
@@ -346,14 +346,21 @@ func (b *Bank) Fail(ctx context.Context, ev Event) error {
 
 // Busy switches the busy (amber) outputs. It never blocks on exec or http
 // outputs: a worker delivers the latest state to them.
-func (b *Bank) Busy(on bool) {
+func (b *Bank) Busy(on bool) { b.switchRole("busy", on) }
+
+// Light switches the light outputs: a lamp that lights the face while
+// someone is in front of the camera and the scene is too dark.
+func (b *Bank) Light(on bool) { b.switchRole("light", on) }
+
+// switchRole sets every output of a level role (busy, light) on or off.
+func (b *Bank) switchRole(role string, on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return
 	}
 	for _, out := range b.outputs {
-		if out.cfg.Role != "busy" {
+		if out.cfg.Role != role {
 			continue
 		}
 		if out.level != nil {

@@ -65,12 +65,17 @@ type Door interface {
 	Pass(ctx context.Context, ev actuator.Event) error
 	Fail(ctx context.Context, ev actuator.Event) error
 	Busy(on bool)
+	// Light switches the optional lamp (role: light).
+	Light(on bool)
 }
 
 // Display shows the person at the door what is happening.
 type Display interface {
 	Publish(u display.Update)
-	PublishPreview(jpeg []byte)
+	PublishPreview(f display.Frame)
+	// Watching reports whether a screen shows the self-view: frames are
+	// encoded only then.
+	Watching() bool
 }
 
 // Deps are the parts the agent drives. Queue and Drainer may be nil when the
@@ -86,7 +91,7 @@ type Deps struct {
 	Log      *slog.Logger
 	Reg      prometheus.Registerer
 	Now      func() time.Time
-	// PreviewFPS > 0 publishes a small MJPEG preview with face boxes.
+	// PreviewFPS > 0 publishes the self-view while a screen watches it.
 	PreviewFPS float64
 	// Recorder records every decision; New makes one on Reg when nil.
 	Recorder *decision.Recorder
@@ -236,7 +241,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		pv = newPreview(a.d.PreviewFPS)
 	}
 	defer pv.close()
-	busy := false
+	busy, lit := false, false
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -290,9 +295,12 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			a.log.Warn("frame rejected", "err", err)
 			continue
 		}
-		if jpg := pv.frame(a.now(), frame, ev.Analysis.Faces); jpg != nil {
-			a.d.Display.PublishPreview(jpg)
+		if pv != nil && a.d.Display.Watching() {
+			if f, ok := pv.frame(a.now(), frame, ev.Analysis); ok {
+				a.d.Display.PublishPreview(f)
+			}
 		}
+		lit = a.light(lit, ev)
 		switch ev.Kind {
 		case capture.EventShot:
 			if busy || ev.Shot == nil {
@@ -306,8 +314,12 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 				return nil
 			}
 		case capture.EventGuidance:
-			if !busy && len(ev.Reasons) > 0 {
-				a.publish(display.Update{State: display.StateGuidance, Reason: string(ev.Reasons[0])}, false)
+			if !busy {
+				a.publish(guidanceUpdate(ev, frame), false)
+			}
+		case capture.EventNone:
+			if !busy {
+				a.steer(ev, frame)
 			}
 		case capture.EventLockout:
 			a.publish(display.Update{State: display.StateLockout, Until: ev.Until}, false)
@@ -366,7 +378,8 @@ func (a *Agent) decisionWorker(ctx context.Context) error {
 // record, in that order, whatever the answer. Only a well-formed PASS that
 // arrives before the live deadline opens the door.
 func (a *Agent) decide(ctx context.Context, shot *capture.Shot) decision.Outcome {
-	a.publish(display.Update{State: display.StateChecking}, true)
+	start := a.now()
+	a.publish(display.Update{State: display.StateChecking, Since: start, Until: start.Add(a.cfg.Incode.LiveTimeout)}, true)
 	a.d.Door.Busy(true)
 	defer a.d.Door.Busy(false)
 
@@ -562,7 +575,8 @@ func (a *Agent) publish(u display.Update, force bool) {
 	if force {
 		a.pending = nil
 		switch u.State {
-		case display.StatePass, display.StateFail, display.StateOffline, display.StateRecorded, display.StateServiceUnavailable:
+		case display.StatePass, display.StateFail, display.StateSeeReception, display.StateOffline,
+			display.StateRecorded, display.StateServiceUnavailable:
 			a.holdUntil.Store(now.Add(resultHold).UnixNano())
 		default:
 			a.holdUntil.Store(0)
