@@ -465,3 +465,20 @@ func (r *Reader) Each(since, until time.Time, fn func(Event) error) error {
 		}
 	}
 }
+
+// RunRetention applies retention every interval until ctx ends, so that
+// events age out even when nothing new is appended.
+func (l *Log) RunRetention(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := l.Expire(); err != nil {
+				l.log.Warn("event retention", "err", err)
+			}
+		}
+	}
+}

@@ -96,6 +96,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"camera", cfg.Camera.Source, "incode", cfg.Incode.BaseURL,
 		"metrics", cfg.Metrics.Listen, "display", cfg.Display.Listen)
 
+	evlog, forwarders := openEvents(cfg, log, reg)
+
 	door, err := actuator.New(cfg.Actuator, log, reg)
 	if err != nil {
 		log.Error("actuator", "err", err)
@@ -213,6 +215,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}()
 
 	g, gctx := errgroup.WithContext(runCtx)
+	for _, f := range forwarders {
+		g.Go(func() error { return f.Run(gctx) })
+	}
+	if evlog != nil {
+		g.Go(func() error { return evlog.RunRetention(gctx, time.Hour) })
+	}
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
