@@ -29,6 +29,12 @@ func DefaultFailPattern() []time.Duration {
 // Actuator lists the door and indicator outputs.
 type Actuator struct {
 	Outputs []Output `yaml:"outputs"`
+	// Inputs are the door-position switch and the request-to-exit button
+	// of a door kioskd drives itself.
+	Inputs []Input `yaml:"inputs"`
+	// HeldOpen is how long the door may stand open before it is reported
+	// held open.
+	HeldOpen time.Duration `yaml:"held_open"`
 }
 
 // Output is one driver instance.
@@ -99,7 +105,7 @@ func (o Output) RetryCount() int {
 	return *o.Retries
 }
 
-func (a *Actuator) defaults() {}
+func (a *Actuator) defaults() { a.HeldOpen = DefaultHeldOpen }
 
 func (a *Actuator) validate(p *Problems) {
 	seen := map[string]bool{}
@@ -113,6 +119,7 @@ func (a *Actuator) validate(p *Problems) {
 		seen[o.Name] = true
 		o.validate(p, at)
 	}
+	a.validateInputs(p)
 }
 
 // validate reports the problems of one output; at names it in messages.
