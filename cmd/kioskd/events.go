@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kioskd/kioskd/actuator"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/events"
 )
@@ -166,4 +168,27 @@ func openEvents(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer)
 		return l, nil
 	}
 	return l, fw
+}
+
+// appendEvent writes ev to the log, if there is one; a failure is logged
+// (and counted by the log) but never stops what happened at the door.
+func appendEvent(l *events.Log, log *slog.Logger, ev events.Event) {
+	if l == nil {
+		return
+	}
+	// The event must be kept even while kioskd is stopping.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := l.Append(ctx, ev); err != nil {
+		log.Error("access event not recorded", "kind", string(ev.Kind), "err", err)
+	}
+}
+
+// doorEvent turns what the door inputs saw into an access event.
+func doorEvent(source string, d actuator.DoorEvent) events.Event {
+	ev := events.Event{Time: d.Time, Door: source, Kind: events.Kind("door." + string(d.Kind)), Reason: d.Input}
+	if d.Open > 0 {
+		ev.LatencyMS = d.Open.Milliseconds()
+	}
+	return ev
 }

@@ -109,6 +109,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}()
 
+	var inputs *actuator.Inputs
+	if len(cfg.Actuator.Inputs) > 0 {
+		onDoor := func(d actuator.DoorEvent) { appendEvent(evlog, log, doorEvent(cfg.Device.SourceID, d)) }
+		if inputs, err = actuator.NewInputs(cfg.Actuator, door, log, reg, onDoor); err != nil {
+			log.Error("door inputs", "err", err)
+			return 1
+		}
+	}
+
 	api, err := uploader.New(cfg.Incode, "kioskd/"+version, log, reg)
 	if err != nil {
 		log.Error("incode client", "err", err)
@@ -220,6 +229,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if evlog != nil {
 		g.Go(func() error { return evlog.RunRetention(gctx, time.Hour) })
+	}
+	if inputs != nil {
+		g.Go(func() error { return inputs.Run(gctx) })
 	}
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
