@@ -64,7 +64,7 @@ type Inputs struct {
 	notify    chan struct{}
 
 	openGauge  prometheus.Gauge
-	alarmGauge prometheus.Gauge
+	alarmGauge *prometheus.GaugeVec
 	forced     prometheus.Counter
 	held       prometheus.Counter
 	exits      prometheus.Counter
@@ -94,9 +94,9 @@ func NewInputs(cfg config.Actuator, bank *Bank, log *slog.Logger, reg prometheus
 		openGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kioskd_door_open", Help: "1 while the door-position switch says open.",
 		}),
-		alarmGauge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kioskd_door_alarm", Help: "1 while the door is forced or held open (the buzzer sounds).",
-		}),
+		alarmGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kioskd_door_alarm", Help: "1 while the door stands open after being forced, or longer than held_open (the buzzer sounds).",
+		}, []string{"alarm"}),
 		forced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kioskd_door_forced_open_total", Help: "Openings while locked without an exit request.",
 		}),
@@ -126,6 +126,9 @@ func NewInputs(cfg config.Actuator, bank *Bank, log *slog.Logger, reg prometheus
 	}
 	if in.open {
 		in.openGauge.Set(1)
+	}
+	for _, k := range []DoorEventKind{DoorForcedOpen, DoorHeldOpen} {
+		in.alarmGauge.WithLabelValues(string(k))
 	}
 	for _, c := range []prometheus.Collector{in.openGauge, in.alarmGauge, in.forced, in.held, in.exits} {
 		if err := reg.Register(c); err != nil {
@@ -263,7 +266,7 @@ func (in *Inputs) openedLocked(x *input, now time.Time) {
 		in.forced.Inc()
 		in.log.Warn("door forced open", "input", x.cfg.Name)
 		in.emitLocked(DoorEvent{Kind: DoorForcedOpen, Time: now, Input: x.cfg.Name})
-		in.alarmLocked(true)
+		in.alarmLocked(string(DoorForcedOpen), true)
 	}
 	in.startHeldLocked()
 }
@@ -279,7 +282,7 @@ func (in *Inputs) closedLocked(x *input, now time.Time) {
 	}
 	in.emitLocked(DoorEvent{Kind: DoorClosed, Time: now, Input: x.cfg.Name, Open: open})
 	if in.alarm {
-		in.alarmLocked(false)
+		in.alarmLocked("", false)
 		in.emitLocked(DoorEvent{Kind: DoorAlarmCleared, Time: now, Input: x.cfg.Name, Open: open})
 	}
 }
@@ -300,7 +303,7 @@ func (in *Inputs) startHeldLocked() {
 		in.held.Inc()
 		in.log.Warn("door held open", "open_for", now.Sub(in.openedAt).String())
 		in.emitLocked(DoorEvent{Kind: DoorHeldOpen, Time: now, Input: in.positionName(), Open: now.Sub(in.openedAt)})
-		in.alarmLocked(true)
+		in.alarmLocked(string(DoorHeldOpen), true)
 	})
 }
 
@@ -313,12 +316,15 @@ func (in *Inputs) positionName() string {
 	return ""
 }
 
-func (in *Inputs) alarmLocked(on bool) {
+// alarmLocked raises the alarm of that kind, or clears every alarm.
+func (in *Inputs) alarmLocked(kind string, on bool) {
 	in.alarm = on
 	if on {
-		in.alarmGauge.Set(1)
+		in.alarmGauge.WithLabelValues(kind).Set(1)
 	} else {
-		in.alarmGauge.Set(0)
+		for _, k := range []DoorEventKind{DoorForcedOpen, DoorHeldOpen} {
+			in.alarmGauge.WithLabelValues(string(k)).Set(0)
+		}
 	}
 	in.bank.alarm(on)
 }

@@ -105,15 +105,15 @@ func (r *doorRig) expect(kinds ...actuator.DoorEventKind) {
 	}
 }
 
-func (r *doorRig) metric(name string) float64 { return metric(r.t, r.reg, name) }
+func (r *doorRig) metric(name string, labels ...string) float64 { return metric(r.t, r.reg, name, labels...) }
 
 func TestDoorForcedOpen(t *testing.T) {
 	r := newDoorRig(t)
 	r.edge(r.pos, gpio.High)
 	r.clock.Advance(50 * time.Millisecond)
 	r.expect(actuator.DoorForcedOpen)
-	if r.buzz.Read() != gpio.High || r.metric("kioskd_door_alarm") != 1 || r.metric("kioskd_door_forced_open_total") != 1 || r.metric("kioskd_door_open") != 1 {
-		t.Fatalf("forced open: buzzer %v, alarm %v, forced %v, open %v", r.buzz.Read(), r.metric("kioskd_door_alarm"),
+	if r.buzz.Read() != gpio.High || r.metric("kioskd_door_alarm", "alarm", "forced_open") != 1 || r.metric("kioskd_door_forced_open_total") != 1 || r.metric("kioskd_door_open") != 1 {
+		t.Fatalf("forced open: buzzer %v, alarm %v, forced %v, open %v", r.buzz.Read(), r.metric("kioskd_door_alarm", "alarm", "forced_open"),
 			r.metric("kioskd_door_forced_open_total"), r.metric("kioskd_door_open"))
 	}
 	if r.door.Read() != gpio.Low {
@@ -122,7 +122,7 @@ func TestDoorForcedOpen(t *testing.T) {
 	r.edge(r.pos, gpio.Low)
 	r.clock.Advance(50 * time.Millisecond)
 	r.expect(actuator.DoorClosed, actuator.DoorAlarmCleared)
-	if r.buzz.Read() != gpio.Low || r.metric("kioskd_door_alarm") != 0 || r.metric("kioskd_door_open") != 0 {
+	if r.buzz.Read() != gpio.Low || r.metric("kioskd_door_alarm", "alarm", "forced_open") != 0 || r.metric("kioskd_door_open") != 0 {
 		t.Fatal("alarm still on after the door closed")
 	}
 }
@@ -168,7 +168,7 @@ func TestExitRequestThenHeldOpen(t *testing.T) {
 	}
 	r.clock.Advance(27 * time.Second)
 	r.expect(actuator.DoorHeldOpen)
-	if r.buzz.Read() != gpio.High || r.metric("kioskd_door_held_open_total") != 1 || r.metric("kioskd_door_forced_open_total") != 0 {
+	if r.buzz.Read() != gpio.High || r.metric("kioskd_door_alarm", "alarm", "held_open") != 1 || r.metric("kioskd_door_held_open_total") != 1 || r.metric("kioskd_door_forced_open_total") != 0 {
 		t.Fatal("held open: no alarm")
 	}
 	r.edge(r.pos, gpio.Low)
