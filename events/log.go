@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/kioskd/kioskd/config"
 )
@@ -181,7 +182,7 @@ func viewFile(path string, timeout time.Duration, fn func(tx *bolt.Tx) error) er
 }
 
 func openError(err error) error {
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return ErrLocked
 	}
 	return fmt.Errorf("events: open log: %w", err)

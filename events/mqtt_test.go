@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -226,4 +228,89 @@ func TestMQTTSinkThroughBrokerRestart(t *testing.T) {
 	if a := retained(t, b.url(), "kioskd/lobby-1/availability"); a != events.Offline {
 		t.Errorf("availability after stop %q, want offline", a)
 	}
+}
+
+// cutProxy forwards TCP connections to a broker until cut, which drops
+// them without a goodbye, as a dead box or a pulled cable would.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(b, c); _ = b.Close() }()
+			go func() { _, _ = io.Copy(c, b); _ = c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); p.cut() })
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+// A connection that drops without a DISCONNECT makes the broker publish
+// the last will: availability turns "offline", then "online" again when
+// the sink reconnects.
+func TestMQTTLastWill(t *testing.T) {
+	b := startBroker(t)
+	proxy := newCutProxy(t, fmt.Sprintf("127.0.0.1:%d", b.port))
+	seen := make(chan string, 16)
+	o := mqtt.NewClientOptions().AddBroker(strings.Replace(b.url(), "mqtt://", "tcp://", 1)).SetClientID("test-availability")
+	watcher := mqtt.NewClient(o)
+	if tok := watcher.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer watcher.Disconnect(100)
+	if tok := watcher.Subscribe("kioskd/door-9/availability", 1, func(_ mqtt.Client, m mqtt.Message) { seen <- string(m.Payload()) }); !tok.WaitTimeout(5 * time.Second) {
+		t.Fatal("subscribe")
+	}
+	sc := sinkConfig("mqtt", "mqtt://"+proxy.ln.Addr().String())
+	s, err := events.NewMQTTSink(sc, "door-9", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("availability %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no availability message, want %q", want)
+		}
+	}
+	next(events.Online)
+	proxy.cut()
+	next(events.Offline)
+	next(events.Online)
 }
