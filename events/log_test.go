@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/events"
@@ -368,5 +369,23 @@ func TestBackoff(t *testing.T) {
 		if d := got - c.want; d > time.Millisecond || d < -time.Millisecond {
 			t.Errorf("Backoff(%d, %g) = %s, want %s", c.fails, c.jitter, got, c.want)
 		}
+	}
+}
+
+// A reader that holds the file for too long makes an append fail with
+// ErrLocked after the lock timeout instead of hanging the caller.
+func TestAppendLockedTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	l := openLog(t, path, testConfig(), nil, events.WithLockTimeout(100*time.Millisecond))
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), decision("PASS")); !errors.Is(err, events.ErrLocked) {
+		t.Fatalf("append beside a stuck reader: %v, want ErrLocked", err)
+	}
+	_ = db.Close()
+	if _, err := l.Append(context.Background(), decision("PASS")); err != nil {
+		t.Fatalf("append after the reader left: %v", err)
 	}
 }
