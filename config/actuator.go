@@ -131,15 +131,7 @@ func (o Output) validate(p *Problems, at string) {
 	}
 	switch o.Driver {
 	case "gpio":
-		if o.Chip == "" {
-			p.add("%s.chip: required for the gpio driver", at)
-		}
-		if (o.Line == nil) == (o.LineName == "") {
-			p.add("%s: give line or line_name for the gpio driver", at)
-		}
-		if o.Line != nil && (*o.Line < 0 || *o.Line > 1023) {
-			p.add("%s.line: %d is outside 0..1023", at, *o.Line)
-		}
+		checkGPIOLine(p, at, o.Chip, o.Line, o.LineName)
 	case "exec":
 		if len(o.Command) == 0 {
 			p.add("%s.command: required for the exec driver", at)
@@ -254,4 +246,18 @@ func (d *Display) validate(p *Problems) {
 		}
 	}
 	checkListen(p, "display.listen", d.Listen)
+}
+
+// checkGPIOLine reports the problems of a gpio line's address, for outputs
+// and inputs alike.
+func checkGPIOLine(p *Problems, at, chip string, line *int, lineName string) {
+	if chip == "" {
+		p.add("%s.chip: required for the gpio driver", at)
+	}
+	if (line == nil) == (lineName == "") {
+		p.add("%s: give line or line_name for the gpio driver", at)
+	}
+	if line != nil && (*line < 0 || *line > 1023) {
+		p.add("%s.line: %d is outside 0..1023", at, *line)
+	}
 }

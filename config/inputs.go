@@ -65,15 +65,7 @@ func (a *Actuator) validateInputs(p *Problems) {
 		if in.Driver != "gpio" {
 			p.add("%s.driver: %q is not gpio", at, in.Driver)
 		}
-		if in.Chip == "" {
-			p.add("%s.chip: required for the gpio driver", at)
-		}
-		if (in.Line == nil) == (in.LineName == "") {
-			p.add("%s: give line or line_name for the gpio driver", at)
-		}
-		if in.Line != nil && (*in.Line < 0 || *in.Line > 1023) {
-			p.add("%s.line: %d is outside 0..1023", at, *in.Line)
-		}
+		checkGPIOLine(p, at, in.Chip, in.Line, in.LineName)
 		if in.Debounce < 0 || in.Debounce > time.Second {
 			p.add("%s.debounce: %s is outside 0..1s", at, in.Debounce)
 		}
