@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -104,6 +105,9 @@ func TestAppendReadBack(t *testing.T) {
 	}
 	if got[0].Name != "Ada Lovelace" || got[0].CorrelationID != "corr-1" {
 		t.Errorf("fields lost: %+v", got[0])
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %v (%v), want 0600: events name people", fi.Mode().Perm(), err)
 	}
 	if v := testutil.ToFloat64(mustCounter(t, reg, "kioskd_events_appended_total", "kind", "decision")); v != 1 {
 		t.Errorf("appended decision = %v", v)
