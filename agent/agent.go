@@ -26,6 +26,7 @@ import (
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/events"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -72,6 +73,11 @@ type Display interface {
 	PublishPreview(jpeg []byte)
 }
 
+// Events keeps access events; Append returns once the event is durable.
+type Events interface {
+	Append(ctx context.Context, ev events.Event) (events.Event, error)
+}
+
 // Deps are the parts the agent drives. Queue and Drainer may be nil when the
 // queue could not be opened: live decisions still work. Display may be nil.
 type Deps struct {
@@ -82,7 +88,10 @@ type Deps struct {
 	Drainer  Drainer
 	Door     Door
 	Display  Display
-	Log      *slog.Logger
+	// Events, when set, records every decision and lockout before the
+	// decision line is written.
+	Events Events
+	Log    *slog.Logger
 	Reg      prometheus.Registerer
 	Now      func() time.Time
 	// PreviewFPS > 0 publishes a small MJPEG preview with face boxes.
@@ -225,6 +234,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 	}
 	defer pv.close()
 	busy := false
+	var lockedUntil time.Time // the lockout last recorded as an event
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -291,6 +301,10 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			}
 		case capture.EventLockout:
 			a.publish(display.Update{State: "lockout", Until: ev.Until}, false)
+			if !ev.Until.Equal(lockedUntil) {
+				lockedUntil = ev.Until
+				a.recordLockout(ev.Until)
+			}
 		case capture.EventIdle:
 			if !busy {
 				a.publish(display.Update{State: "ready"}, false)
@@ -346,7 +360,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		})
 		latency := a.observeLatency(shot)
 		a.publish(display.Update{State: "pass", Name: a.firstName(ctx, resp.Token)}, true)
-		a.record(ResultPass, "", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
+		a.record(ResultPass, "", resp, latency, false, t.with(shot, "capture_id", id)...)
 		a.wakeDrainer()
 	case err == nil && resp.Status == uploader.StatusPass:
 		// The service said PASS, but after the person was told to wait no
@@ -357,7 +371,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		latency := a.observeLatency(shot)
 		// Not "not recognised": the service recognised nobody in time.
 		a.publish(display.Update{State: "service_unavailable"}, true)
-		a.record(ResultError, "late", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
+		a.record(ResultError, "late", resp, latency, false, t.with(shot, "capture_id", id)...)
 	case err == nil:
 		a.setAuthError(false)
 		reason := string(resp.FailureReason)
@@ -368,7 +382,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
 		latency := a.observeLatency(shot)
 		a.publish(display.Update{State: "fail", Reason: reason}, true)
-		a.record(ResultFail, reason, resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
+		a.record(ResultFail, reason, resp, latency, false, t.with(shot, "capture_id", id)...)
 		a.wakeDrainer()
 	case uploader.Retryable(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		reason := uploader.Reason(err)
@@ -384,7 +398,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 			state = "recorded"
 		}
 		a.publish(display.Update{State: state}, true)
-		a.record(ResultOffline, reason, "", latency, false, t.with(shot, "capture_id", id, "queued", queued, "err", err)...)
+		a.record(ResultOffline, reason, nil, latency, false, t.with(shot, "capture_id", id, "queued", queued, "err", err)...)
 	default:
 		reason := uploader.Reason(err)
 		ev.Result, ev.Reason = ResultError, reason
@@ -398,7 +412,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 		// or refused answer): telling the person "not recognised" would be
 		// false, and trying again will not help.
 		a.publish(display.Update{State: "service_unavailable"}, true)
-		a.record(ResultError, reason, "", latency, false, t.with(shot, "capture_id", id, "err", err)...)
+		a.record(ResultError, reason, nil, latency, false, t.with(shot, "capture_id", id, "err", err)...)
 	}
 }
 
@@ -461,7 +475,12 @@ func (a *Agent) observeLatency(shot *capture.Shot) time.Duration {
 }
 
 // record writes the decision log line and counts it.
-func (a *Agent) record(result, reason, authID string, latency time.Duration, deferred bool, extra ...any) {
+func (a *Agent) record(result, reason string, resp *uploader.AuthenticateResponse, latency time.Duration, deferred bool, extra ...any) {
+	var authID string
+	if resp != nil {
+		authID = resp.AuthenticationID
+	}
+	a.recordEvent(result, reason, resp, latency, deferred, extra)
 	if deferred {
 		a.m.deferred.WithLabelValues(result).Inc()
 	} else {
@@ -526,7 +545,7 @@ func (a *Agent) Deliver(ctx context.Context, it queue.Item) error {
 		if uploader.Retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		a.record(ResultError, uploader.Reason(err), "", a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "err", err)
+		a.record(ResultError, uploader.Reason(err), nil, a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "err", err)
 		return queue.Permanent(err)
 	}
 	a.setAuthError(false)
@@ -534,7 +553,7 @@ func (a *Agent) Deliver(ctx context.Context, it queue.Item) error {
 	if resp.Status == uploader.StatusPass {
 		result, reason = ResultPass, ""
 	}
-	a.record(result, reason, resp.AuthenticationID, a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
+	a.record(result, reason, resp, a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
 	return nil
 }
 

@@ -159,6 +159,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer sel.Close()
 
 	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg}
+	if evlog != nil {
+		deps.Events = evlog
+	}
 	if disp != nil {
 		deps.Display = disp
 		if cfg.Display.Preview {
