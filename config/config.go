@@ -110,6 +110,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	} else if !errors.Is(err, io.EOF) {
 		problems.add("yaml: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	cfg.Capture.renamed(func(w string) { cfg.Warnings = append(cfg.Warnings, w) })
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
 	cfg.warnResolution()

@@ -24,7 +24,9 @@ import (
 	"github.com/kioskd/kioskd/camera"
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/events"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -158,8 +160,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer sel.Close()
 
-	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg}
+	// Sinks (the event log, the panel) are added to the recorder here.
+	rec := decision.NewRecorder(log, reg)
+	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg, Recorder: rec}
 	if evlog != nil {
+		// First, so that the event is on disk before anything else,
+		// the decision line included.
+		rec.AddSink(events.DecisionSink{Log: evlog})
 		deps.Events = evlog
 	}
 	if disp != nil {
