@@ -54,7 +54,7 @@ func openLog(t *testing.T, path string, cfg config.Events, reg prometheus.Regist
 	return l
 }
 
-func decision(result string) events.Event {
+func decisionEvent(result string) events.Event {
 	return events.Event{Door: "lobby-1", Kind: events.KindDecision, Result: result, AuthenticationID: "auth-1", CorrelationID: "corr-1"}
 }
 
@@ -77,7 +77,7 @@ func TestAppendReadBack(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	l := openLog(t, path, testConfig(), reg, events.WithClock(clk.Now))
 	ctx := context.Background()
-	ev := decision("PASS")
+	ev := decisionEvent("PASS")
 	ev.Name = "Ada Lovelace"
 	ev.Credential = &events.Credential{Format: "wiegand26", Number: "123456789"}
 	a, err := l.Append(ctx, ev)
@@ -115,7 +115,7 @@ func TestAppendReadBack(t *testing.T) {
 	// A reopened log continues the sequence.
 	l2 := openLog(t, path, testConfig(), nil, events.WithClock(clk.Now))
 	clk.Advance(time.Second)
-	c, err := l2.Append(ctx, decision("FAIL"))
+	c, err := l2.Append(ctx, decisionEvent("FAIL"))
 	if err != nil || c.Seq != 3 {
 		t.Fatalf("after reopen: %+v %v", c, err)
 	}
@@ -184,7 +184,7 @@ func TestAppendRejectsBadInput(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := l.Append(cctx, decision("PASS")); !errors.Is(err, context.Canceled) {
+	if _, err := l.Append(cctx, decisionEvent("PASS")); !errors.Is(err, context.Canceled) {
 		t.Errorf("append with a canceled context: %v", err)
 	}
 }
@@ -198,14 +198,14 @@ func TestRetentionByAge(t *testing.T) {
 	l := openLog(t, path, cfg, reg, events.WithClock(clk.Now))
 	ctx := context.Background()
 	for range 5 {
-		if _, err := l.Append(ctx, decision("PASS")); err != nil {
+		if _, err := l.Append(ctx, decisionEvent("PASS")); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(time.Hour)
 	}
 	// 20 h later the first five are 20..24 h old: none has expired yet.
 	clk.Advance(19 * time.Hour)
-	if _, err := l.Append(ctx, decision("FAIL")); err != nil {
+	if _, err := l.Append(ctx, decisionEvent("FAIL")); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(readAll(t, path)); n != 6 {
@@ -213,7 +213,7 @@ func TestRetentionByAge(t *testing.T) {
 	}
 	// Two hours on, the first two are more than 24 h old.
 	clk.Advance(2*time.Hour - time.Minute)
-	if _, err := l.Append(ctx, decision("FAIL")); err != nil {
+	if _, err := l.Append(ctx, decisionEvent("FAIL")); err != nil {
 		t.Fatal(err)
 	}
 	got := readAll(t, path)
@@ -245,7 +245,7 @@ func TestRetentionBySizeAndCount(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	path := filepath.Join(dir, "size.db")
 	l := openLog(t, path, cfg, reg)
-	ev := decision("PASS")
+	ev := decisionEvent("PASS")
 	ev.Name = strings.Repeat("n", 250)
 	ev.Reason = strings.Repeat("r", 250)
 	const n = 300 // about 190 kB of records
@@ -273,7 +273,7 @@ func TestRetentionBySizeAndCount(t *testing.T) {
 	path = filepath.Join(dir, "count.db")
 	l = openLog(t, path, cfg, nil)
 	for range 25 {
-		if _, err := l.Append(ctx, decision("PASS")); err != nil {
+		if _, err := l.Append(ctx, decisionEvent("PASS")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,7 +290,7 @@ func TestReaderBesideWriter(t *testing.T) {
 	l := openLog(t, path, testConfig(), nil)
 	ctx := context.Background()
 	for range 520 {
-		if _, err := l.Append(ctx, decision("PASS")); err != nil {
+		if _, err := l.Append(ctx, decisionEvent("PASS")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -301,7 +301,7 @@ func TestReaderBesideWriter(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for range 50 {
-			if _, err := l.Append(ctx, decision("FAIL")); err != nil {
+			if _, err := l.Append(ctx, decisionEvent("FAIL")); err != nil {
 				done <- err
 				return
 			}
@@ -367,11 +367,11 @@ func TestAppendLockedTimesOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Append(context.Background(), decision("PASS")); !errors.Is(err, events.ErrLocked) {
+	if _, err := l.Append(context.Background(), decisionEvent("PASS")); !errors.Is(err, events.ErrLocked) {
 		t.Fatalf("append beside a stuck reader: %v, want ErrLocked", err)
 	}
 	_ = db.Close()
-	if _, err := l.Append(context.Background(), decision("PASS")); err != nil {
+	if _, err := l.Append(context.Background(), decisionEvent("PASS")); err != nil {
 		t.Fatalf("append after the reader left: %v", err)
 	}
 }
