@@ -105,7 +105,9 @@ func (r *doorRig) expect(kinds ...actuator.DoorEventKind) {
 	}
 }
 
-func (r *doorRig) metric(name string, labels ...string) float64 { return metric(r.t, r.reg, name, labels...) }
+func (r *doorRig) metric(name string, labels ...string) float64 {
+	return metric(r.t, r.reg, name, labels...)
+}
 
 func TestDoorForcedOpen(t *testing.T) {
 	r := newDoorRig(t)

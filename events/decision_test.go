@@ -23,8 +23,8 @@ type lineWatcher struct {
 }
 
 func (w lineWatcher) Enabled(context.Context, slog.Level) bool { return true }
-func (w lineWatcher) WithAttrs([]slog.Attr) slog.Handler        { return w }
-func (w lineWatcher) WithGroup(string) slog.Handler             { return w }
+func (w lineWatcher) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w lineWatcher) WithGroup(string) slog.Handler            { return w }
 func (w lineWatcher) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "decision" {
 		return nil
