@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -278,8 +279,12 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 	// The same delivery and recorder as the service's drainer: one decision
 	// line per answer, and a deferred answer never drives the door.
 	rec := decision.NewRecorder(log, reg)
-	// Deferred answers are access events too, drained here or by the service.
-	if l, err := events.Open(cfg.EventsPath(), cfg.Events, log, reg); err != nil {
+	// Deferred answers are access events too, drained here or by the
+	// service. Only an existing log is used: one created here, perhaps as
+	// root, could lock the service's user out of it.
+	if _, err := os.Stat(cfg.EventsPath()); err != nil {
+		log.Warn("no event log: the answers are not recorded as access events", "path", cfg.EventsPath())
+	} else if l, err := events.Open(cfg.EventsPath(), cfg.Events, log, reg); err != nil {
 		log.Warn("event log unavailable: the answers are not recorded as access events", "err", err)
 	} else {
 		rec.AddSink(events.DecisionSink{Log: l})
