@@ -154,3 +154,34 @@ func TestEventsCLIErrors(t *testing.T) {
 		t.Errorf("missing log: exit %d, %q", code, errOut)
 	}
 }
+
+// `kioskd queue drain` records the deferred answers in the event log too.
+func TestQueueDrainRecordsAccessEvents(t *testing.T) {
+	srv, _ := simServer(t)
+	t.Setenv("KIOSKD_API_KEY", qAPIKey)
+	t.Setenv("KIOSKD_HARDWARE_ID", qToken)
+	evPath := filepath.Join(t.TempDir(), "events.db")
+	c := newQueueCLI(t, srv.URL, "events:\n  path: "+evPath+"\n")
+	items := c.seed(t, c.cfg(t, false), []string{"astronaut.jpg", "chelsea.jpg"}, 0)
+	if _, err := events.Open(evPath, config.Default().Events, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := c.run(t, "drain", "--json"); code != 0 {
+		t.Fatalf("drain: exit %d\n%s\n%s", code, out, errOut)
+	}
+	r, err := events.NewReader(evPath, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []events.Event
+	_ = r.Each(time.Time{}, time.Time{}, func(e events.Event) error { got = append(got, e); return nil })
+	if len(got) != 2 {
+		t.Fatalf("%d events after draining 2 captures", len(got))
+	}
+	for i, want := range []string{"PASS", "FAIL"} {
+		e := got[i]
+		if e.Kind != events.KindDecision || !e.Deferred || e.Result != want || e.CaptureID != items[i].ID || e.Door != "lobby-door-1" {
+			t.Errorf("event %d: %+v", i, e)
+		}
+	}
+}
