@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,12 +81,41 @@ func checkDecisionEvents(t *testing.T, out string, byCapture map[string][]map[st
 func TestEventsOnLiveDaemonAndAfterSIGKILL(t *testing.T) {
 	t.Parallel()
 	ob := observe(t, "process", "SIGKILL right after a decision: the access-event log",
-		"kioskd decides about once a second (PASS and FAIL); `kioskd events export` and `list` run while it does; then kill -9 the moment a decision line appears",
-		"the CLI reads the log while kioskd runs; after the kill every decision line has its access event (same result, reason, authentication id), no event id twice")
+		"kioskd decides about once a second (PASS and FAIL) and sends its events to an HTTP sink; `kioskd events export` and `list` run while it does; then kill -9 the moment a decision line appears, and restart it",
+		"the CLI reads the log while kioskd runs; after the kill every decision line has its access event (same result, reason, authentication id), no event id twice; after the restart the sink has every event")
 	s := startSim(t, "--script", "pass,fail:faceMatchFailed,pass,fail:spoofAttempt,pass,pass,fail:faceMatchFailed,pass,pass,pass,pass,pass,pass,pass")
 	state := t.TempDir()
 	cfg := fcfg{BaseURL: s.URL, Clip: relClip(t, "empty:2,a:10,empty:6"), Loop: true, State: state,
 		Capture: "  max_attempts: 0"}.write(t)
+	// An HTTP sink: a building system that takes batches of events.
+	var mu sync.Mutex
+	received := map[string]int{}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			Events []map[string]any `json:"events"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, e := range b.Events {
+			received[str(e, "id")]++
+		}
+		mu.Unlock()
+	}))
+	defer sink.Close()
+	appendFile(t, cfg, fmt.Sprintf("events:\n  sinks:\n    - {type: http, url: %q, backoff_min: 100ms, backoff_max: 500ms}\n", sink.URL))
+	allReceived := func(evs []map[string]any) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			if received[str(e, "id")] == 0 {
+				return false
+			}
+		}
+		return true
+	}
 	k := startKioskd(t, cfg)
 	eventually(t, 60*time.Second, "two decisions", func() bool { return len(decisions(k.Output())) >= 2 || !k.running() })
 	if !k.running() {
@@ -116,5 +150,30 @@ func TestEventsOnLiveDaemonAndAfterSIGKILL(t *testing.T) {
 	got := checkDecisionEvents(t, k.Output(), byCapture)
 	ob.happened("the live export and list read %d decisions' events while kioskd ran", seen)
 	ob.happened("killed after %d decision lines; the log holds an event for each (%d events in all, no id twice)", got, len(all))
+
+	// Restarted, it sends the HTTP sink whatever the kill left unsent.
+	k = startKioskd(t, cfg)
+	eventually(t, 30*time.Second, "every event at the HTTP sink", func() bool { return allReceived(all) })
+	k.signal(t, syscall.SIGTERM)
+	k.wait(t, 20*time.Second)
+	mu.Lock()
+	dups := 0
+	for _, n := range received {
+		dups += n - 1
+	}
+	mu.Unlock()
+	ob.happened("after a restart the HTTP sink had every event of the log (%d sent twice)", dups)
 	ob.lost("nothing")
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
 }
