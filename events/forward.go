@@ -142,6 +142,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 // deliverOnce sends the next batch after the cursor and moves the cursor.
 func (f *Forwarder) deliverOnce(ctx context.Context) (int, error) {
 	cur := f.cursor.Load()
+	if f.log.LastSeq() < cur {
+		// The log was started again (its file removed): so is delivery.
+		cur = 0
+		f.cursor.Store(0)
+	}
 	batch, err := f.log.Read(cur, f.cfg.BatchSize)
 	if err != nil || len(batch) == 0 {
 		return 0, err

@@ -213,9 +213,20 @@ func (l *Log) Append(ctx context.Context, ev Event) (Event, error) {
 	}
 	var drops map[string]int
 	err := l.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		if b == nil {
-			return errors.New("events: the log has no events bucket")
+		// A file deleted under a running kioskd comes back empty: the
+		// buckets are made again rather than the event refused.
+		b, err := tx.CreateBucketIfNotExists(bucketEvents)
+		if err != nil {
+			return err
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if b.Sequence() == 0 && l.lastSeq.Load() > 0 {
+			l.log.Warn("the event log was removed; a new one is started", "path", l.path)
+			l.count.Store(0)
+			l.bytes.Store(0)
 		}
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -237,7 +248,7 @@ func (l *Log) Append(ctx context.Context, ev Event) (Event, error) {
 		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(bytes))
-		if err := tx.Bucket(bucketMeta).Put(keyBytes, v[:]); err != nil {
+		if err := meta.Put(keyBytes, v[:]); err != nil {
 			return err
 		}
 		tx.OnCommit(func() {

@@ -375,3 +375,24 @@ func TestAppendLockedTimesOut(t *testing.T) {
 		t.Fatalf("append after the reader left: %v", err)
 	}
 }
+
+// A log file removed under a running kioskd is started again, not refused.
+func TestLogFileRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	l := openLog(t, path, testConfig(), nil)
+	ctx := context.Background()
+	if _, err := l.Append(ctx, decisionEvent("PASS")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := l.Append(ctx, decisionEvent("FAIL"))
+	if err != nil {
+		t.Fatalf("append after the file was removed: %v", err)
+	}
+	got := readAll(t, path)
+	if len(got) != 1 || got[0].ID != ev.ID {
+		t.Fatalf("after removal: %+v", got)
+	}
+}
