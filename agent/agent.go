@@ -160,7 +160,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		decided: make(chan decision.Outcome, 1),
 		recfg:   make(chan config.Capture, 1),
 	}
-	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout,
+	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax,
 		Log: d.Log, Now: d.Now, OnAuth: a.applyAuth}
 	a.progress.Store(a.now().UnixNano())
 	return a, nil
@@ -254,14 +254,9 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		select {
 		case out := <-a.decided:
 			busy = false
-			a.d.Selector.SetBusy(false)
-			if out.CountsTowardCap {
-				if until, locked := a.d.Selector.Failed(a.now()); locked {
-					// Shown once the result has been read.
-					a.publish(display.Update{State: display.StateLockout, Until: until}, false)
-					lockedUntil = until
-					a.recordLockout(until)
-				}
+			if until := a.settle(out); !until.IsZero() {
+				lockedUntil = until
+				a.recordLockout(until)
 			}
 		case c := <-a.recfg:
 			a.applyCapture(c)
@@ -273,6 +268,16 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		switch {
 		case errors.Is(err, camera.ErrEnded):
 			a.log.Info("camera input ended")
+			if busy {
+				// The last attempt's failure must still reach the guard.
+				select {
+				case out := <-a.decided:
+					if until := a.settle(out); !until.IsZero() {
+						a.recordLockout(until)
+					}
+				case <-ctx.Done():
+				}
+			}
 			return nil
 		case ctx.Err() != nil:
 			return nil
@@ -331,6 +336,21 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// settle ends an attempt on the frame loop: detection resumes, and a
+// counted failure goes to the brute-force guard. It returns the end of the
+// lockout that failure started, if it did.
+func (a *Agent) settle(out decision.Outcome) (lockedUntil time.Time) {
+	a.d.Selector.SetBusy(false)
+	if out.CountsTowardCap {
+		if until, locked := a.d.Selector.Failed(a.now()); locked {
+			// Shown once the result has been read.
+			a.publish(display.Update{State: display.StateLockout, Until: until}, false)
+			return until
+		}
+	}
+	return time.Time{}
 }
 
 func (a *Agent) decisionWorker(ctx context.Context) error {

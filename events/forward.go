@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/backoff"
 )
 
 // Sink takes a batch of events somewhere. Deliver returns nil only when
@@ -112,7 +113,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case err != nil:
 			fails++
 			f.errs.Inc()
-			d := Backoff(f.cfg.BackoffMin, f.cfg.BackoffMax, fails, rand.Float64())
+			d := backoff.Policy{Min: f.cfg.BackoffMin, Max: f.cfg.BackoffMax, Jitter: 0.5}.Delay(fails, rand.Float64)
 			if fails == 1 || fails%20 == 0 {
 				f.slog.Warn("events not delivered; retrying", "err", err, "failures", fails, "retry_in", d.String())
 			}
@@ -165,19 +166,6 @@ func (f *Forwarder) deliverOnce(ctx context.Context) (int, error) {
 	f.delivered.Add(float64(len(batch)))
 	f.lastSuccess.Store(time.Now().UnixNano())
 	return len(batch), nil
-}
-
-// Backoff is the wait before retry number fails (1 for the first): it
-// doubles from lo up to hi, with jitter (a number in [0, 1)) taking up to
-// half of it off, so that doors that lost the same broker do not all come
-// back at once.
-func Backoff(lo, hi time.Duration, fails int, jitter float64) time.Duration {
-	d := lo
-	for i := 1; i < fails && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d - time.Duration(float64(d)/2*jitter)
 }
 
 // NewForwarders builds a sink and its forwarder for every configured sink.

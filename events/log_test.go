@@ -341,23 +341,6 @@ func TestMaskNumber(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := time.Second, 30*time.Second
-	for _, c := range []struct {
-		fails  int
-		jitter float64
-		want   time.Duration
-	}{
-		{1, 0, time.Second}, {2, 0, 2 * time.Second}, {4, 0, 8 * time.Second},
-		{10, 0, 30 * time.Second}, {10, 0.999999, 15 * time.Second}, {1, 0.5, 750 * time.Millisecond},
-	} {
-		got := events.Backoff(lo, hi, c.fails, c.jitter)
-		if d := got - c.want; d > time.Millisecond || d < -time.Millisecond {
-			t.Errorf("Backoff(%d, %g) = %s, want %s", c.fails, c.jitter, got, c.want)
-		}
-	}
-}
-
 // A reader that holds the file for too long makes an append fail with
 // ErrLocked after the lock timeout instead of hanging the caller.
 func TestAppendLockedTimesOut(t *testing.T) {
