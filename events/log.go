@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,7 +156,7 @@ func (l *Log) LastSeq() uint64 { return l.lastSeq.Load() }
 func (l *Log) update(fn func(tx *bolt.Tx) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: l.lockTimeout, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: l.lockTimeout, FreelistType: bolt.FreelistMapType, OpenFile: openNoFollow})
 	if err != nil {
 		return openError(err)
 	}
@@ -173,12 +174,18 @@ func (l *Log) view(fn func(tx *bolt.Tx) error) error {
 }
 
 func viewFile(path string, timeout time.Duration, fn func(tx *bolt.Tx) error) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout, OpenFile: openNoFollow})
 	if err != nil {
 		return openError(err)
 	}
 	defer db.Close()
 	return db.View(fn)
+}
+
+// openNoFollow refuses a symbolic link as the log file (ELOOP): kioskd
+// writes its state directory only, never where a link points.
+func openNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag|syscall.O_NOFOLLOW, perm)
 }
 
 func openError(err error) error {

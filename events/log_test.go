@@ -379,3 +379,22 @@ func TestLogFileRemoved(t *testing.T) {
 		t.Fatalf("after removal: %+v", got)
 	}
 }
+
+// The log is never opened through a symbolic link.
+func TestLogRefusesASymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, []byte("not yours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "events.db")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Open(link, testConfig(), quiet(), prometheus.NewRegistry()); err == nil {
+		t.Fatal("opened a log through a symbolic link")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "not yours" {
+		t.Fatal("the link's target was changed")
+	}
+}
