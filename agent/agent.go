@@ -23,6 +23,7 @@ import (
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/events"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -95,6 +96,14 @@ type Deps struct {
 	PreviewFPS float64
 	// Recorder records every decision; New makes one on Reg when nil.
 	Recorder *decision.Recorder
+	// Events, when set, records lockouts (decisions reach it through
+	// the Recorder's sink).
+	Events Events
+}
+
+// Events keeps access events; Append returns once the event is durable.
+type Events interface {
+	Append(ctx context.Context, ev events.Event) (events.Event, error)
 }
 
 // Agent is one running kioskd.
@@ -242,6 +251,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 	}
 	defer pv.close()
 	busy, lit := false, false
+	var lockedUntil time.Time // the lockout last recorded as an event
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -249,7 +259,10 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		select {
 		case out := <-a.decided:
 			busy = false
-			a.settle(out)
+			if until := a.settle(out); !until.IsZero() {
+				lockedUntil = until
+				a.recordLockout(until)
+			}
 		case c := <-a.recfg:
 			a.applyCapture(c)
 		default:
@@ -264,7 +277,9 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 				// The last attempt's failure must still reach the guard.
 				select {
 				case out := <-a.decided:
-					a.settle(out)
+					if until := a.settle(out); !until.IsZero() {
+						a.recordLockout(until)
+					}
 				case <-ctx.Done():
 				}
 			}
@@ -323,6 +338,10 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			}
 		case capture.EventLockout:
 			a.publish(display.Update{State: display.StateLockout, Until: ev.Until}, false)
+			if !ev.Until.Equal(lockedUntil) { // a lockout that outlived a restart
+				lockedUntil = ev.Until
+				a.recordLockout(ev.Until)
+			}
 		case capture.EventIdle:
 			if !busy {
 				a.publish(display.Update{State: display.StateReady}, false)
@@ -332,15 +351,18 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 }
 
 // settle ends an attempt on the frame loop: detection resumes, and a
-// counted failure goes to the brute-force guard.
-func (a *Agent) settle(out decision.Outcome) {
+// counted failure goes to the brute-force guard. It returns the end of the
+// lockout that failure started, if it did.
+func (a *Agent) settle(out decision.Outcome) (lockedUntil time.Time) {
 	a.d.Selector.SetBusy(false)
 	if out.CountsTowardCap {
 		if until, locked := a.d.Selector.Failed(a.now()); locked {
 			// Shown once the result has been read.
 			a.publish(display.Update{State: display.StateLockout, Until: until}, false)
+			return until
 		}
 	}
+	return time.Time{}
 }
 
 func (a *Agent) decisionWorker(ctx context.Context) error {

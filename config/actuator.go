@@ -30,6 +30,12 @@ func DefaultFailPattern() []time.Duration {
 // Actuator lists the door and indicator outputs.
 type Actuator struct {
 	Outputs []Output `yaml:"outputs"`
+	// Inputs are the door-position switch and the request-to-exit button
+	// of a door kioskd drives itself.
+	Inputs []Input `yaml:"inputs"`
+	// HeldOpen is how long the door may stand open before it is reported
+	// held open.
+	HeldOpen time.Duration `yaml:"held_open"`
 }
 
 // Output is one driver instance.
@@ -100,7 +106,7 @@ func (o Output) RetryCount() int {
 	return *o.Retries
 }
 
-func (a *Actuator) defaults() {}
+func (a *Actuator) defaults() { a.HeldOpen = DefaultHeldOpen }
 
 func (a *Actuator) validate(p *Problems) {
 	seen := map[string]bool{}
@@ -114,6 +120,7 @@ func (a *Actuator) validate(p *Problems) {
 		seen[o.Name] = true
 		o.validate(p, at)
 	}
+	a.validateInputs(p)
 }
 
 // validate reports the problems of one output; at names it in messages.
@@ -125,15 +132,7 @@ func (o Output) validate(p *Problems, at string) {
 	}
 	switch o.Driver {
 	case "gpio":
-		if o.Chip == "" {
-			p.add("%s.chip: required for the gpio driver", at)
-		}
-		if (o.Line == nil) == (o.LineName == "") {
-			p.add("%s: give line or line_name for the gpio driver", at)
-		}
-		if o.Line != nil && (*o.Line < 0 || *o.Line > 1023) {
-			p.add("%s.line: %d is outside 0..1023", at, *o.Line)
-		}
+		checkGPIOLine(p, at, o.Chip, o.Line, o.LineName)
 	case "exec":
 		if len(o.Command) == 0 {
 			p.add("%s.command: required for the exec driver", at)
@@ -266,4 +265,18 @@ func (d *Display) validate(p *Problems) {
 	checkAllowedHosts(p, "display.allowed_hosts", d.AllowedHosts)
 	checkConnections(p, "display.max_connections", d.MaxConnections)
 	checkListen(p, "display.listen", d.Listen)
+}
+
+// checkGPIOLine reports the problems of a gpio line's address, for outputs
+// and inputs alike.
+func checkGPIOLine(p *Problems, at, chip string, line *int, lineName string) {
+	if chip == "" {
+		p.add("%s.chip: required for the gpio driver", at)
+	}
+	if (line == nil) == (lineName == "") {
+		p.add("%s: give line or line_name for the gpio driver", at)
+	}
+	if line != nil && (*line < 0 || *line > 1023) {
+		p.add("%s.line: %d is outside 0..1023", at, *line)
+	}
 }
