@@ -116,7 +116,7 @@ func startDrainRig(t *testing.T, status int, retryAfter func(now time.Time) stri
 		t.Fatal(err)
 	}
 	dl := &decision.Delivery{API: api, Rec: decision.NewRecorder(log, r.reg), Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout,
-		RetryAfterMax: cfg.Queue.RetryAfterMax, Log: log, Now: r.clk.Now}
+		RetryAfterMax: cfg.Queue.RetryAfterMax, Now: r.clk.Now}
 	d := queue.NewDrainer(q, dl.Deliver, log, r.reg, queue.WithClock(r.clk.Now), queue.WithTimer(r.clk.NewTimer), queue.WithHeartbeat(time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
