@@ -102,6 +102,7 @@ func startDrainRig(t *testing.T, status int, retryAfter func(now time.Time) stri
 	cfg.Device.SourceID = "door-1"
 	cfg.Incode.BaseURL, cfg.Incode.APIKey, cfg.Incode.HardwareID = srv.URL, "key-123456", "device-123456"
 	cfg.Queue.Path = filepath.Join(t.TempDir(), "queue.db")
+	cfg.Queue.Encrypt = false // encryption at rest is the queue's own test
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
 	api, err := uploader.New(cfg.Incode, "kioskd/test", log, r.reg, uploader.WithClock(r.clk.Now))
 	if err != nil {
