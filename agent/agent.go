@@ -166,7 +166,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		recfg:   make(chan config.Capture, 1),
 	}
 	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax,
-		Log: d.Log, Now: d.Now, OnAuth: a.applyAuth}
+		Now: d.Now, OnAuth: a.applyAuth}
 	a.progress.Store(a.now().UnixNano())
 	return a, nil
 }

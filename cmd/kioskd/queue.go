@@ -324,7 +324,7 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 		rec.AddSink(events.DecisionSink{Log: l})
 	}
 	dl := &decision.Delivery{API: client, Rec: rec, Device: cfg.Device,
-		Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax, Log: log, Now: time.Now, OnAuth: func(out decision.Outcome) {
+		Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax, Now: time.Now, OnAuth: func(out decision.Outcome) {
 			if out.AuthError {
 				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token")
 			}
