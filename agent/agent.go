@@ -460,9 +460,9 @@ func (a *Agent) observeLatency(shot *capture.Shot) time.Duration {
 // record writes the decision log line and counts it.
 func (a *Agent) record(result, reason, authID string, latency time.Duration, deferred bool, extra ...any) {
 	if deferred {
-		a.m.deferred.WithLabelValues(result).Inc()
+		a.m.deferred.WithLabelValues(labelValue(result)).Inc()
 	} else {
-		a.m.attempts.WithLabelValues(result).Inc()
+		a.m.attempts.WithLabelValues(labelValue(result)).Inc()
 		if result != ResultPass {
 			a.m.failures.WithLabelValues(boundedReason(reason)).Inc()
 		}

@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"strings"
+	"unicode"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,11 +36,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kioskd_decision_attempts_total",
-			Help: "Live authentication attempts by result (PASS, FAIL, ERROR, OFFLINE).",
+			Help: "Live authentication attempts by result (pass, fail, error, offline).",
 		}, []string{"result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kioskd_decision_failures_total",
-			Help: "Live attempts that did not open the door, by reason.",
+			Help: "Live attempts that did not open the door, by reason (the API's failureReason or the client's error kind, in snake_case).",
 		}, []string{"reason"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kioskd_decision_deferred_total",
@@ -58,23 +61,47 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	for _, r := range []string{ResultPass, ResultFail, ResultError, ResultOffline} {
-		m.attempts.WithLabelValues(r)
+		m.attempts.WithLabelValues(labelValue(r))
 	}
 	for _, r := range []string{ResultPass, ResultFail, ResultError} {
-		m.deferred.WithLabelValues(r)
+		m.deferred.WithLabelValues(labelValue(r))
 	}
 	for _, r := range failureReasons {
-		m.failures.WithLabelValues(r)
+		m.failures.WithLabelValues(labelValue(r))
 	}
 	reg.MustRegister(m.attempts, m.failures, m.deferred, m.latency, m.queueErrs, m.authErr)
 	return m
 }
 
+// boundedReason is the failures label value of a reason: one of
+// failureReasons, or "unknown".
 func boundedReason(r string) string {
 	for _, known := range failureReasons {
 		if r == known {
-			return r
+			return labelValue(r)
 		}
 	}
 	return "unknown"
+}
+
+// labelValue writes a result or reason in the one style every kioskd label
+// value uses, lower snake_case: PASS is "pass", the API's hasFaceMask is
+// "has_face_mask". Log lines keep the API's spelling; only labels change, so
+// that a dashboard or an alert never has to guess the case.
+func labelValue(v string) string {
+	var b strings.Builder
+	prevLower := false
+	for _, r := range v {
+		if unicode.IsUpper(r) {
+			if prevLower {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			prevLower = false
+			continue
+		}
+		b.WriteRune(r)
+		prevLower = unicode.IsLower(r) || unicode.IsDigit(r)
+	}
+	return b.String()
 }

@@ -593,21 +593,21 @@ type serviceCase struct {
 func TestServiceFaults(t *testing.T) {
 	offline := func(reason string) []metricWant {
 		return []metricWant{
-			{"kioskd_decision_attempts_total", []string{"result=OFFLINE"}, 1, -1},
+			{"kioskd_decision_attempts_total", []string{"result=offline"}, 1, -1},
 			{"kioskd_decision_failures_total", []string{"reason=" + reason}, 1, -1},
 			{"kioskd_queue_enqueued_total", nil, 1, -1},
 			{"kioskd_decision_enqueue_errors_total", nil, 0, 0},
 		}
 	}
 	errorNotQueued := []metricWant{
-		{"kioskd_decision_attempts_total", []string{"result=ERROR"}, 1, -1},
+		{"kioskd_decision_attempts_total", []string{"result=error"}, 1, -1},
 		{"kioskd_decision_failures_total", []string{"reason=malformed"}, 1, -1},
 		// A malformed answer is not retried: nothing is queued, ever.
 		{"kioskd_queue_enqueued_total", nil, 0, 0},
 	}
 	delivered := []metricWant{
 		{"kioskd_queue_delivered_total", nil, 1, -1},
-		{"kioskd_decision_deferred_total", []string{"result=PASS"}, 1, -1},
+		{"kioskd_decision_deferred_total", []string{"result=pass"}, 1, -1},
 	}
 	cases := []serviceCase{
 		{
@@ -623,7 +623,7 @@ func TestServiceFaults(t *testing.T) {
 			script: "http:503,http:503", result: "PASS", screen: "pass", recovers: true,
 			metrics: []metricWant{
 				{"kioskd_uploader_retries_total", []string{"endpoint=authenticate"}, 2, -1},
-				{"kioskd_decision_attempts_total", []string{"result=PASS"}, 1, -1},
+				{"kioskd_decision_attempts_total", []string{"result=pass"}, 1, -1},
 				{"kioskd_queue_enqueued_total", nil, 0, 0},
 			},
 			expected: "the retries reach a live PASS in time: the door opens once",

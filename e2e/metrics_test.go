@@ -79,11 +79,11 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"kioskd_decision_attempts_total", []string{"result=PASS"}, 1},
-		{"kioskd_decision_attempts_total", []string{"result=FAIL"}, 1},
-		{"kioskd_decision_attempts_total", []string{"result=OFFLINE"}, 0},
-		{"kioskd_decision_failures_total", []string{"reason=hasFaceMask"}, 1},
-		{"kioskd_decision_failures_total", []string{"reason=faceMatchFailed"}, 0},
+		{"kioskd_decision_attempts_total", []string{"result=pass"}, 1},
+		{"kioskd_decision_attempts_total", []string{"result=fail"}, 1},
+		{"kioskd_decision_attempts_total", []string{"result=offline"}, 0},
+		{"kioskd_decision_failures_total", []string{"reason=has_face_mask"}, 1},
+		{"kioskd_decision_failures_total", []string{"reason=face_match_failed"}, 0},
 		{"kioskd_decision_latency_seconds", nil, 2},
 		{"kioskd_actuator_unlocks_total", nil, 1},
 		{"kioskd_queue_depth", nil, 0},
@@ -111,8 +111,8 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 	// Every labelled kioskd series exists from the start, at zero if nothing
 	// happened, so that rate() and alerts see it.
 	for _, want := range []struct{ name, label string }{
-		{"kioskd_decision_failures_total", "reason=spoofAttempt"},
-		{"kioskd_decision_attempts_total", "result=ERROR"},
+		{"kioskd_decision_failures_total", "reason=spoof_attempt"},
+		{"kioskd_decision_attempts_total", "result=error"},
 		{"kioskd_queue_drops_total", "reason=overflow"},
 		{"kioskd_queue_drops_total", "reason=ttl"},
 		{"kioskd_queue_drops_total", "reason=permanent"},

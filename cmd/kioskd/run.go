@@ -59,15 +59,24 @@ func parseLevel(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-func newRegistry() *prometheus.Registry {
+// newRegistry holds the process-wide collectors. The Go collector keeps its
+// base series without the 25 MemStats ones (process_resident_memory_bytes
+// says what an operator needs): a fleet pays for every series of every door,
+// and the e2e series budget test counts them.
+func newRegistry(dev config.Device) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled()),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// source_id and mode tie a Prometheus target to its door, so that a
+		// dashboard or an alert route can name the door, not an address.
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "kioskd_build_info",
-			Help:        "Build information; always 1.",
-			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "opencv": gocv.OpenCVVersion()},
+			Name: "kioskd_build_info",
+			Help: "Build and door information; always 1.",
+			ConstLabels: prometheus.Labels{
+				"version": version, "goversion": runtime.Version(), "opencv": gocv.OpenCVVersion(),
+				"source_id": dev.SourceID, "mode": dev.Mode,
+			},
 		}, func() float64 { return 1 }),
 	)
 	return reg
@@ -89,7 +98,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer signal.Stop(sigs)
 
 	notifier := agent.NewNotifier(log)
-	reg := newRegistry()
+	reg := newRegistry(cfg.Device)
 	log.Info("starting",
 		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfg.Path,
 		"source_id", cfg.Device.SourceID, "mode", cfg.Device.Mode,
