@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/internal/logging"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -37,26 +37,13 @@ func buildInfo() string {
 		version, runtime.Version(), runtime.GOOS, runtime.GOARCH, gocv.OpenCVVersion(), gocv.Version())
 }
 
+// newLogger writes JSON (or text) lines to w; when w is the journal stream
+// systemd gave kioskd, each line carries its syslog priority.
 func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	lvl := new(slog.LevelVar)
-	lvl.Set(parseLevel(cfg.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), lvl
-	}
-	return slog.New(slog.NewJSONHandler(w, opts)), lvl
-}
-
-func parseLevel(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
+	lvl.Set(logging.ParseLevel(cfg.Level))
+	f, _ := w.(*os.File)
+	return logging.New(w, logging.Options{Level: lvl, Format: cfg.Format, Journal: logging.JournalStream(f, os.Getenv)}), lvl
 }
 
 // newRegistry holds the process-wide collectors. The Go collector keeps its
