@@ -24,6 +24,7 @@ import (
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/internal/clockcheck"
 	"github.com/kioskd/kioskd/internal/logging"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
@@ -108,6 +109,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Error("incode client", "err", err)
 		return 1
 	}
+	// A wrong clock fails every TLS handshake: say so, rather than only
+	// showing everyone "offline".
+	clock, err := clockcheck.New(builtAt(), log, reg)
+	if err != nil {
+		log.Error("clock check", "err", err)
+		return 1
+	}
 
 	var disp *display.Server
 	if cfg.Display.Listen != "" {
@@ -143,7 +151,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer sel.Close()
 
-	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg}
+	deps := agent.Deps{Camera: cam, Selector: sel, API: clockWatch{api, clock}, Door: door, Log: log, Reg: reg}
 	if disp != nil {
 		deps.Display = disp
 		if cfg.Display.Preview {
@@ -230,7 +238,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	})
 	if cfg.Metrics.Listen != "" {
-		h := agent.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
+		h := agent.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK, clock.Err))
 		g.Go(func() error { return agent.Serve(gctx, log, "metrics", cfg.Metrics.Listen, h) })
 	}
 	if disp != nil {
