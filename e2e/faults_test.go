@@ -457,6 +457,13 @@ func startSimArgs(t *testing.T, args ...string) *sim {
 // selfSignedCert writes a certificate for 127.0.0.1 that no CA vouches for.
 func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
+	return selfSignedCertFrom(t, time.Now().Add(-time.Hour))
+}
+
+// selfSignedCertFrom writes a certificate for 127.0.0.1, valid for two
+// hours from notBefore, that no CA vouches for.
+func selfSignedCertFrom(t *testing.T, notBefore time.Time) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -464,8 +471,8 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: "not-incode.example"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notBefore.Add(2 * time.Hour),
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		DNSNames:     []string{"localhost"},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
