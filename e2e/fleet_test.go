@@ -318,3 +318,183 @@ func TestDashboardNameCheck(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestJournalPriorities runs kioskd as systemd does, with stderr connected
+// to what $JOURNAL_STREAM names (here a file standing in for journald's
+// socket), on a camera that does not exist: every line carries the syslog
+// priority of its level, durations are in milliseconds, and the same run on
+// a plain file writes plain JSON.
+func TestJournalPriorities(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, runOpts{BaseURL: "http://127.0.0.1:9", Clip: "/dev/video-kioskd-absent", State: dir})
+	run := func(journal bool) string {
+		t.Helper()
+		out, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		env := append(os.Environ(), kioskdEnv()...)
+		if journal {
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(out.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			env = append(env, fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino))
+		} else {
+			// Inherited from a shell started under systemd: another stream.
+			env = append(env, "JOURNAL_STREAM=1:1")
+		}
+		cmd := exec.Command(filepath.Join(binDir, "kioskd"), "run", "--config", cfg)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = repoRoot, env, out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		read := func() string {
+			b, err := os.ReadFile(out.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		eventually(t, 20*time.Second, "the camera reported down", func() bool { return strings.Contains(read(), "retry_in_ms") })
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("kioskd: %v\n%s", err, read())
+		}
+		return read()
+	}
+	prio := map[string]string{"DEBUG": "<7>", "INFO": "<6>", "WARN": "<4>", "ERROR": "<3>"}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(run(true)), "\n") {
+		m := regexp.MustCompile(`^(<\d>)(\{.*\})$`).FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("journal line without a priority prefix and a JSON object: %q", l)
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(m[2]), &rec); err != nil {
+			t.Errorf("not JSON after the prefix: %v: %q", err, l)
+			continue
+		}
+		level, _ := rec["level"].(string)
+		if prio[level] != m[1] {
+			t.Errorf("level %s written with %s, want %s: %q", level, m[1], prio[level], l)
+		}
+		seen[level] = true
+		checkMilliseconds(t, rec)
+	}
+	if !seen["INFO"] || !seen["WARN"] {
+		t.Errorf("levels seen %v; the run should log info and a warning (camera down)", seen)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(run(false)), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Errorf("off the journal a line is plain JSON: %v: %q", err, l)
+		}
+	}
+}
+
+// checkMilliseconds: a field named like a duration is in milliseconds; a
+// nanosecond count (400000000 for 400 ms) is the mistake it guards against.
+func checkMilliseconds(t *testing.T, rec map[string]any) {
+	t.Helper()
+	for k, v := range rec {
+		switch k {
+		case "retry_in", "wait", "interval", "backoff", "timeout", "delay", "age", "duration", "elapsed":
+			t.Errorf("duration field %q without a unit: %v", k, rec)
+		}
+		if f, ok := v.(float64); ok && strings.HasSuffix(k, "_ms") && f > 24*3600*1000 {
+			t.Errorf("%s = %v: more than a day, nanoseconds?", k, f)
+		}
+	}
+	if v, ok := rec["retry_in_ms"].(float64); ok && (v <= 0 || v > 60000) {
+		t.Errorf("retry_in_ms = %v, want the reconnect backoff in milliseconds", v)
+	}
+}
+
+// TestCheckConfigPrintDropIns: a site drop-in and a door drop-in over the
+// main file, as `kioskd check-config --print` shows them, with no secret.
+func TestCheckConfigPrintDropIns(t *testing.T) {
+	dir := t.TempDir()
+	main := writeConfig(t, runOpts{BaseURL: "http://127.0.0.1:9", State: dir})
+	d := main + ".d"
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"10-site.yaml": "camera:\n  fps: 10\nmetrics:\n  listen: 127.0.0.1:9108\n",
+		"20-door.yaml": "device:\n  source_id: lobby-door-7\n",
+	}
+	for name, c := range files {
+		if err := os.WriteFile(filepath.Join(d, name), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := kioskdCmd(t, "check-config", "--print", "--config", main)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"source_id: lobby-door-7 # " + filepath.Join(d, "20-door.yaml") + ":2",
+		"fps: 10 # " + filepath.Join(d, "10-site.yaml") + ":2",
+		"mode: door # " + main + ":3",
+		"window: 400ms # " + main,
+		"max_items: 1000 # default",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--print lacks %q:\n%s", want, out)
+		}
+	}
+	for _, s := range []string{apiKey, deviceToken} {
+		if strings.Contains(out+errOut, s) {
+			t.Errorf("--print shows a secret:\n%s", out)
+		}
+	}
+	// The door's drop-in, broken: the problem names it.
+	if err := os.WriteFile(filepath.Join(d, "20-door.yaml"), []byte("device:\n  sourceid: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = kioskdCmd(t, "check-config", "--config", main)
+	if code != 2 || !strings.Contains(errOut, filepath.Join(d, "20-door.yaml")+": line 2: field sourceid not found") {
+		t.Errorf("exit %d, stderr %q; want 2 and the drop-in's line named", code, errOut)
+	}
+}
+
+// TestClockBehindCertificate: the Incode host's certificate is valid from
+// tomorrow by this box's clock, as on a box without a real-time clock that
+// booted without network time. kioskd says the clock is wrong in the log,
+// in kioskd_clock_wrong and in /readyz, and keeps the capture for later.
+func TestClockBehindCertificate(t *testing.T) {
+	cert, key := selfSignedCertFrom(t, time.Now().Add(24*time.Hour))
+	s := startSimArgs(t, "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	cfg := writeConfig(t, runOpts{BaseURL: s.URL, Realtime: true, Loop: true, Incode: "  ca_file: " + cert})
+	k := startKioskd(t, cfg)
+	addr := listenAddr(t, k, "metrics")
+	d := waitDecision(t, k, "the first decision", 60*time.Second, func(map[string]any) bool { return true })
+	if d["result"] != "OFFLINE" {
+		t.Errorf("decision %v, want OFFLINE (the capture is kept until the clock is right)", d)
+	}
+	line := k.waitLine(t, regexp.MustCompile(`"level":"ERROR","msg":"clock"`), 10*time.Second)
+	if !strings.Contains(line, "system clock is wrong") || !strings.Contains(line, "certificate is valid from") {
+		t.Errorf("clock line %q does not say what is wrong", line)
+	}
+	if v := metricValue(scrape(t, addr), "kioskd_clock_wrong"); v != 1 {
+		t.Errorf("kioskd_clock_wrong = %v, want 1", v)
+	}
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "system clock is wrong") {
+		t.Errorf("/readyz = %s %s, want 503 naming the clock", resp.Status, body)
+	}
+	k.signal(t, syscall.SIGTERM)
+	if code := k.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("kioskd exited %d", code)
+	}
+}
