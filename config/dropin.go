@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,10 +20,6 @@ import (
 
 // DropInDir is the drop-in directory of the configuration file at path.
 func DropInDir(path string) string { return path + ".d" }
-
-// maxDropInSize bounds a drop-in: a fragment of a configuration is small,
-// and a wrong file (a log, a device) must not be read into memory.
-const maxDropInSize = 1 << 20
 
 // DropIns lists the drop-ins of the configuration file at path in the order
 // they apply: *.yaml in DropInDir, sorted by name, hidden files skipped (an
@@ -110,27 +105,18 @@ func readLayers(path string, data []byte, dropIns []string) ([]layer, error) {
 	return layers, nil
 }
 
+// readDropIn reads a drop-in like the main file (ReadFile bounds its
+// size), and first makes sure it is a regular file: a FIFO would block the
+// start and a directory cannot be read.
 func readDropIn(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config drop-in: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("config drop-in: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("config drop-in %s is not a regular file", path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxDropInSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config drop-in: %w", err)
-	}
-	if len(b) > maxDropInSize {
-		return nil, fmt.Errorf("config drop-in %s is larger than %d bytes", path, maxDropInSize)
-	}
-	return b, nil
+	return ReadFile(path)
 }
 
 // decodeLayer checks one file as strictly as a whole configuration (unknown
@@ -191,9 +177,9 @@ func mappingIndex(m *yaml.Node, key string) int {
 // "actuator.outputs") mapped to "file:line" of the last file that set it.
 // Values no file sets are defaults.
 func Sources(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	files, err := DropIns(path)
 	if err != nil {
