@@ -3,18 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +22,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/kioskd/kioskd/internal/reliability"
+	"github.com/kioskd/kioskd/internal/testcert"
 	"github.com/kioskd/kioskd/internal/testmedia"
 )
 
@@ -457,44 +450,7 @@ func startSimArgs(t *testing.T, args ...string) *sim {
 // selfSignedCert writes a certificate for 127.0.0.1 that no CA vouches for.
 func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
-	return selfSignedCertFrom(t, time.Now().Add(-time.Hour))
-}
-
-// selfSignedCertFrom writes a certificate for 127.0.0.1, valid for two
-// hours from notBefore, that no CA vouches for.
-func selfSignedCertFrom(t *testing.T, notBefore time.Time) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "not-incode.example"},
-		NotBefore:    notBefore,
-		NotAfter:     notBefore.Add(2 * time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
+	return testcert.SelfSigned(t, time.Now().Add(-time.Hour))
 }
 
 // ---------------------------------------------------------------------------

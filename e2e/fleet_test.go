@@ -17,6 +17,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/kioskd/kioskd/internal/testcert"
 )
 
 // seriesBudget is what one door may cost Prometheus at idle: 200 doors of
@@ -468,7 +470,7 @@ func TestCheckConfigPrintDropIns(t *testing.T) {
 // booted without network time. kioskd says the clock is wrong in the log,
 // in kioskd_clock_wrong and in /readyz, and keeps the capture for later.
 func TestClockBehindCertificate(t *testing.T) {
-	cert, key := selfSignedCertFrom(t, time.Now().Add(24*time.Hour))
+	cert, key := testcert.SelfSigned(t, time.Now().Add(24*time.Hour))
 	s := startSimArgs(t, "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
 	cfg := writeConfig(t, runOpts{BaseURL: s.URL, Realtime: true, Loop: true, Incode: "  ca_file: " + cert})
 	k := startKioskd(t, cfg)
@@ -484,14 +486,8 @@ func TestClockBehindCertificate(t *testing.T) {
 	if v := metricValue(scrape(t, addr), "kioskd_clock_wrong"); v != 1 {
 		t.Errorf("kioskd_clock_wrong = %v, want 1", v)
 	}
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "system clock is wrong") {
-		t.Errorf("/readyz = %s %s, want 503 naming the clock", resp.Status, body)
+	if code, body := getReadyz(t, addr); code != http.StatusServiceUnavailable || !strings.Contains(body, "system clock is wrong") {
+		t.Errorf("/readyz = %d %s, want 503 naming the clock", code, body)
 	}
 	k.signal(t, syscall.SIGTERM)
 	if code := k.wait(t, 15*time.Second); code != 0 {

@@ -3,21 +3,11 @@ package clockcheck
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/testcert"
 	"github.com/kioskd/kioskd/uploader"
 )
 
@@ -53,23 +44,10 @@ func wrong(t *testing.T, reg *prometheus.Registry) float64 {
 	return -1
 }
 
-// syncBuffer is a log destination read while the checker writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func TestClockBeforeBuildDate(t *testing.T) {
 	built := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	clk := &fakeClock{t: time.Date(1970, 1, 1, 0, 0, 42, 0, time.UTC)} // a Pi without RTC at boot
-	var logs syncBuffer
+	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	c, err := New(built, slog.New(slog.NewJSONHandler(&logs, nil)), reg, WithClock(clk.now))
 	if err != nil {
@@ -105,40 +83,16 @@ func TestClockBeforeBuildDate(t *testing.T) {
 	}
 }
 
-// futureCert writes a self-signed certificate for 127.0.0.1 valid from
-// notBefore, as an Incode host looks to a box whose clock is behind.
-func futureCert(t *testing.T, notBefore time.Time) (tls.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7),
-		Subject:      pkix.Name{CommonName: "incode.example"},
-		NotBefore:    notBefore,
-		NotAfter:     notBefore.Add(90 * 24 * time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, caFile
-}
-
 // TestCertificateNotYetValid runs the real Incode client against a real
 // TLS server whose certificate starts tomorrow: the handshake error the
 // client returns is recognised, and a call that gets through clears it.
 func TestCertificateNotYetValid(t *testing.T) {
 	notBefore := time.Now().Add(24 * time.Hour).Truncate(time.Second)
-	cert, caFile := futureCert(t, notBefore)
+	caFile, keyFile := testcert.SelfSigned(t, notBefore)
+	cert, err := tls.LoadX509KeyPair(caFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"name":{"fullName":"A"}}`))
@@ -154,7 +108,7 @@ func TestCertificateNotYetValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	// The real clock: the certificate is a day ahead of it.
 	c, err := New(time.Time{}, slog.New(slog.NewJSONHandler(&logs, nil)), reg)
