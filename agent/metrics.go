@@ -1,59 +1,16 @@
 package agent
 
 import (
-	"strings"
-	"unicode"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Decision results, as logged and as metric labels.
-const (
-	ResultPass    = "PASS"
-	ResultFail    = "FAIL"
-	ResultError   = "ERROR"
-	ResultOffline = "OFFLINE"
-)
-
-// failureReasons are the bounded values of kioskd_decision_failures_total's
-// reason label: the service's failureReasons and the client's error kinds.
-var failureReasons = []string{
-	"hasFaceMask", "hasLenses", "spoofAttempt", "faceMatchFailed", "otherError", "unknown",
-	"timeout", "transport", "rate_limited", "server_error", "unauthorized", "forbidden",
-	"bad_request", "malformed", "client_error", "canceled", "late",
-}
-
-// alertedFailureReasons are the reasons systemd/kioskd-alerts.yml alerts on.
-var alertedFailureReasons = []string{"unauthorized", "forbidden"}
-
 type metrics struct {
-	attempts  *prometheus.CounterVec
-	failures  *prometheus.CounterVec
-	deferred  *prometheus.CounterVec
-	latency   prometheus.Histogram
 	queueErrs prometheus.Counter
 	authErr   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kioskd_decision_attempts_total",
-			Help: "Live authentication attempts by result (pass, fail, error, offline).",
-		}, []string{"result"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kioskd_decision_failures_total",
-			Help: "Live attempts that did not open the door, by reason (the API's failureReason or the client's error kind, in snake_case).",
-		}, []string{"reason"}),
-		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kioskd_decision_deferred_total",
-			Help: "Answers to queued (deferred) captures by result; they never unlock.",
-		}, []string{"result"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "kioskd_decision_latency_seconds",
-			Help:    "Time from the first frame of a presence to the door signal.",
-			Buckets: []float64{0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8},
-		}),
 		queueErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kioskd_decision_enqueue_errors_total",
 			Help: "Captures that should have been queued but could not be.",
@@ -63,52 +20,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the last API answer was 401 or 403 (bad device token or API key).",
 		}),
 	}
-	for _, r := range []string{ResultPass, ResultFail, ResultError, ResultOffline} {
-		m.attempts.WithLabelValues(labelValue(r))
-	}
-	for _, r := range []string{ResultPass, ResultFail, ResultError} {
-		m.deferred.WithLabelValues(labelValue(r))
-	}
-	// Of the 17 reasons only those an alert reads from the first scrape
-	// are created up front (increase() misses the first count of a series
-	// that appears with it); the others appear when they happen. A door's
-	// series budget is 150 at idle.
-	for _, r := range alertedFailureReasons {
-		m.failures.WithLabelValues(labelValue(r))
-	}
-	reg.MustRegister(m.attempts, m.failures, m.deferred, m.latency, m.queueErrs, m.authErr)
+	reg.MustRegister(m.queueErrs, m.authErr)
 	return m
-}
-
-// boundedReason is the failures label value of a reason: one of
-// failureReasons, or "unknown".
-func boundedReason(r string) string {
-	for _, known := range failureReasons {
-		if r == known {
-			return labelValue(r)
-		}
-	}
-	return "unknown"
-}
-
-// labelValue writes a result or reason in the one style every kioskd label
-// value uses, lower snake_case: PASS is "pass", the API's hasFaceMask is
-// "has_face_mask". Log lines keep the API's spelling; only labels change, so
-// that a dashboard or an alert never has to guess the case.
-func labelValue(v string) string {
-	var b strings.Builder
-	prevLower := false
-	for _, r := range v {
-		if unicode.IsUpper(r) {
-			if prevLower {
-				b.WriteByte('_')
-			}
-			b.WriteRune(unicode.ToLower(r))
-			prevLower = false
-			continue
-		}
-		b.WriteRune(r)
-		prevLower = unicode.IsLower(r) || unicode.IsDigit(r)
-	}
-	return b.String()
 }

@@ -97,6 +97,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Capture.renamed(func(w string) { cfg.Warnings = append(cfg.Warnings, w) })
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
 	cfg.warnResolution()

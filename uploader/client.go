@@ -350,6 +350,9 @@ func (c *Client) observe(endpoint string, start time.Time, err error) {
 	if err != nil {
 		outcome = Reason(err)
 	}
+	if errors.Is(err, ErrMalformed) {
+		c.m.malformed.WithLabelValues(endpoint).Inc()
+	}
 	c.m.duration.WithLabelValues(endpoint, outcome).Observe(time.Since(start).Seconds())
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // maxResponseBytes bounds what is read of an answer: the API's answers are a
@@ -26,6 +27,13 @@ func decodeObject(body []byte, v any) error {
 	}
 	if t[0] != '{' {
 		return errNotJSON
+	}
+	if err := checkMembers(t, reflect.TypeOf(v)); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%w: %v", errNotJSON, err)
+		}
+		return fmt.Errorf("wrong shape: %w", err)
 	}
 	if err := json.Unmarshal(t, v); err != nil {
 		var se *json.SyntaxError
@@ -51,6 +59,11 @@ func decodeAuthenticate(body []byte) (*AuthenticateResponse, error) {
 		return &r, fmt.Errorf("status %q is not PASS or FAIL", r.Status)
 	case r.Status == StatusPass && r.AuthenticationID == "":
 		return &r, errors.New("PASS without authenticationId")
+	case r.Status == StatusPass && r.FailureReason != "":
+		// A PASS that also says why it failed is not a decision.
+		return &r, errors.New("PASS with a failureReason")
+	case r.Status == StatusPass && r.Error != nil:
+		return &r, errors.New("PASS with an error")
 	}
 	return &r, nil
 }

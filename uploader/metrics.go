@@ -24,6 +24,7 @@ type metrics struct {
 	responses *prometheus.CounterVec
 	uploaded  prometheus.Counter
 	unknown   *prometheus.CounterVec
+	malformed *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kioskd_uploader_unknown_values_total",
 			Help: "Answers carrying an enum value the API document does not list, by field.",
 		}, []string{"field"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_uploader_malformed_answers_total",
+			Help: "2xx answers refused as untrustworthy (not JSON, duplicate or case-variant member names, unknown status, a PASS with a failureReason or an error, ...), by endpoint.",
+		}, []string{"endpoint"}),
 	}
 	var err error
 	m.duration, err = register(reg, m.duration)
@@ -67,11 +72,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.unknown, err = register(reg, m.unknown); err != nil {
 		return nil, err
 	}
+	if m.malformed, err = register(reg, m.malformed); err != nil {
+		return nil, err
+	}
 	// Only the live path's series are created up front, so that rate() and
 	// alerts see them from the first scrape. The duration histogram is not:
 	// every endpoint and outcome pre-created cost 572 series per door at
 	// idle; its series appear with the first call of each kind.
 	m.retries.WithLabelValues(epAuthenticate)
+	m.malformed.WithLabelValues(epAuthenticate)
 	for _, c := range []string{"2xx", "4xx", "5xx", "error"} {
 		m.responses.WithLabelValues(epAuthenticate, c)
 	}

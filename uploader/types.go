@@ -2,6 +2,9 @@ package uploader
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -202,6 +205,20 @@ type Name struct {
 	LastName  string `json:"lastName,omitempty"`
 }
 
+// First is the first name to greet someone by: firstName, else the first
+// word of fullName, else "". It is safe on a nil *Name (the object is
+// optional in the Incode API documentation).
+func (n *Name) First() string {
+	if n == nil {
+		return ""
+	}
+	if first := strings.TrimSpace(n.FirstName); first != "" {
+		return first
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(n.FullName), " ")
+	return first
+}
+
 // UserInfo is the answer of GET /omni/incode-id/userinfo.
 type UserInfo struct {
 	Status          IdentityStatus `json:"status"`
@@ -299,3 +316,20 @@ const (
 	EventVerificationCompleted   = "verification.completed"
 	EventAuthenticationCompleted = "authentication.completed"
 )
+
+// FaceRequest is the authenticate request for a JPEG face taken at the
+// device source.
+func FaceRequest(jpeg []byte, source string) AuthenticateRequest {
+	return AuthenticateRequest{Face: FaceObject{Base64Image: base64.StdEncoding.EncodeToString(jpeg)}, Source: source}
+}
+
+// NewIdempotencyKey returns a random UUID (version 4), the one form of
+// Idempotency-Key kioskd sends for a live attempt and for its queued copy.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

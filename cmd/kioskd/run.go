@@ -23,6 +23,7 @@ import (
 	"github.com/kioskd/kioskd/camera"
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/internal/clockcheck"
 	"github.com/kioskd/kioskd/internal/logging"
@@ -151,7 +152,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer sel.Close()
 
-	deps := agent.Deps{Camera: cam, Selector: sel, API: clockWatch{api, clock}, Door: door, Log: log, Reg: reg}
+	// Sinks (the event log, the panel) are added to the recorder here.
+	rec := decision.NewRecorder(log, reg)
+	deps := agent.Deps{Camera: cam, Selector: sel, API: clockWatch{api, clock}, Door: door, Log: log, Reg: reg, Recorder: rec}
 	if disp != nil {
 		deps.Display = disp
 		if cfg.Display.Preview {

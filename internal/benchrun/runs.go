@@ -115,7 +115,7 @@ func (b *bench) decisionRun(ctx context.Context, name, clip string, so simOpts, 
 		return nil, err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxAttempts: "0"})
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxFailures: "0"})
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +354,7 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 		return r, err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxAttempts: "0"})
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxFailures: "0"})
 	if err != nil {
 		return r, err
 	}
@@ -413,7 +413,7 @@ func (b *bench) drain(ctx context.Context, static string) error {
 		return err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: static, simURL: s.url, fps: benchFPS, loop: true, maxAttempts: "0"})
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: static, simURL: s.url, fps: benchFPS, loop: true, maxFailures: "0"})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package agent
+package decision
 
 import "testing"
 
@@ -16,7 +16,7 @@ func TestLabelValueOneStyle(t *testing.T) {
 			t.Errorf("labelValue(%q) = %q, want %q", in, got, want)
 		}
 	}
-	for _, r := range failureReasons {
+	for _, r := range failureReasons() {
 		if got := boundedReason(r); got != labelValue(r) {
 			t.Errorf("boundedReason(%q) = %q", r, got)
 		}
