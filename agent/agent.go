@@ -151,7 +151,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		decided: make(chan decision.Outcome, 1),
 		recfg:   make(chan config.Capture, 1),
 	}
-	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout,
+	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax,
 		Log: d.Log, Now: d.Now, OnAuth: a.applyAuth}
 	a.progress.Store(a.now().UnixNano())
 	return a, nil
@@ -244,13 +244,7 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		select {
 		case out := <-a.decided:
 			busy = false
-			a.d.Selector.SetBusy(false)
-			if out.CountsTowardCap {
-				if until, locked := a.d.Selector.Failed(a.now()); locked {
-					// Shown once the result has been read.
-					a.publish(display.Update{State: display.StateLockout, Until: until}, false)
-				}
-			}
+			a.settle(out)
 		case c := <-a.recfg:
 			a.applyCapture(c)
 		default:
@@ -261,6 +255,14 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		switch {
 		case errors.Is(err, camera.ErrEnded):
 			a.log.Info("camera input ended")
+			if busy {
+				// The last attempt's failure must still reach the guard.
+				select {
+				case out := <-a.decided:
+					a.settle(out)
+				case <-ctx.Done():
+				}
+			}
 			return nil
 		case ctx.Err() != nil:
 			return nil
@@ -313,6 +315,18 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			if !busy {
 				a.publish(display.Update{State: display.StateReady}, false)
 			}
+		}
+	}
+}
+
+// settle ends an attempt on the frame loop: detection resumes, and a
+// counted failure goes to the brute-force guard.
+func (a *Agent) settle(out decision.Outcome) {
+	a.d.Selector.SetBusy(false)
+	if out.CountsTowardCap {
+		if until, locked := a.d.Selector.Failed(a.now()); locked {
+			// Shown once the result has been read.
+			a.publish(display.Update{State: display.StateLockout, Until: until}, false)
 		}
 	}
 }

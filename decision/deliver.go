@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -22,9 +23,11 @@ type Delivery struct {
 	API     Authenticator
 	Rec     *Recorder
 	Device  config.Device
-	Timeout time.Duration // one delivery, retries included
-	Log     *slog.Logger
-	Now     func() time.Time
+	Timeout time.Duration // one delivery: a single request
+	// RetryAfterMax caps the server's Retry-After (queue.retry_after_max).
+	RetryAfterMax time.Duration
+	Log           *slog.Logger
+	Now           func() time.Time
 	// OnAuth, when set, is told what each answer said about the device's
 	// credentials.
 	OnAuth func(Outcome)
@@ -36,17 +39,26 @@ type Delivery struct {
 func (d *Delivery) Deliver(ctx context.Context, it queue.Item) error {
 	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
-	resp, err := d.API.Authenticate(cctx, uploader.FaceRequest(it.JPEG, d.Device.SourceID), uploader.WithIdempotencyKey(it.ID))
+	// One request per try: the drainer owns the schedule of the next one.
+	resp, err := d.API.Authenticate(cctx, uploader.FaceRequest(it.JPEG, d.Device.SourceID),
+		uploader.WithIdempotencyKey(it.ID), uploader.WithoutRetries())
 	out := Decide(Input{Answer: resp, Err: err, Deferred: true, Stopping: ctx.Err() != nil, Mode: d.Device.Mode})
 	if d.OnAuth != nil {
 		d.OnAuth(out)
 	}
 	if out.Retry {
-		if err == nil {
-			err = Malformed(resp)
+		wait, ok := uploader.RetryAfter(err)
+		if !ok {
+			d.Rec.m.deferredWait.Set(0)
+			return err
 		}
-		return err
+		if d.RetryAfterMax > 0 {
+			wait = min(wait, d.RetryAfterMax)
+		}
+		d.Rec.m.deferredWait.Set(wait.Seconds())
+		return &waitError{err: err, wait: wait}
 	}
+	d.Rec.m.deferredWait.Set(0)
 	rec := NewRecord(d.Now(), d.Device, KindDeferred, out, resp)
 	rec.CaptureID, rec.CapturedAt = it.ID, it.CapturedAt
 	rec.Latency = max(d.Now().Sub(it.CapturedAt), 0)
@@ -64,3 +76,16 @@ func (d *Delivery) Deliver(ctx context.Context, it queue.Item) error {
 	d.Rec.Record(ctx, rec, extra...)
 	return nil
 }
+
+// waitError is a retryable delivery error with the server's wait; the
+// drainer sends nothing before the wait has passed.
+type waitError struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *waitError) Error() string {
+	return fmt.Sprintf("%v (the service asked to wait %s)", e.err, e.wait)
+}
+func (e *waitError) Unwrap() error             { return e.err }
+func (e *waitError) RetryAfter() time.Duration { return e.wait }

@@ -61,6 +61,8 @@ type metrics struct {
 	deferred   *prometheus.CounterVec
 	latency    prometheus.Histogram
 	sinkErrors prometheus.Counter
+	// deferredWait is set by Delivery, which shares the recorder's metrics.
+	deferredWait prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -86,6 +88,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kioskd_decision_sink_errors_total",
 			Help: "Decisions a sink (event log, panel, bus) failed to take.",
 		}),
+		deferredWait: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kioskd_decision_deferred_retry_after_seconds",
+			Help: "The wait the service asked for (Retry-After, capped by queue.retry_after_max) on the last try of a queued capture; 0 when it asked for none.",
+		}),
 	}
 	for _, r := range Results() {
 		m.attempts.WithLabelValues(labelValue(string(r)))
@@ -100,6 +106,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range alertedFailureReasons {
 		m.failures.WithLabelValues(labelValue(r))
 	}
-	reg.MustRegister(m.attempts, m.failures, m.deferred, m.latency, m.sinkErrors)
+	reg.MustRegister(m.attempts, m.failures, m.deferred, m.latency, m.sinkErrors, m.deferredWait)
 	return m
 }

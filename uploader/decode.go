@@ -101,7 +101,7 @@ func decodeUserInfo(body []byte) (*UserInfo, error) {
 	return &r, nil
 }
 
-// decodeErrorBody reads the seed's error object from a non-2xx answer; it
+// decodeErrorBody reads the Incode API documentation's error object from a non-2xx answer; it
 // returns nil when the body is not one.
 func decodeErrorBody(body []byte) *ErrorBody {
 	var e ErrorBody
@@ -115,7 +115,7 @@ func decodeErrorBody(body []byte) *ErrorBody {
 }
 
 // unknownValues lists the enum fields of an answer whose values are not in
-// the seed, as (field, value) pairs, so that they are reported rather than
+// the Incode API documentation, as (field, value) pairs, so that they are reported rather than
 // silently accepted or dropped.
 func (r *AuthenticateResponse) unknownValues() [][2]string {
 	var out [][2]string
