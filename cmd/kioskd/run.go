@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"syscall"
 	"time"
@@ -51,13 +52,17 @@ func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 }
 
 // newRegistry holds the process-wide collectors. The Go collector keeps its
-// base series without the 25 MemStats ones (process_resident_memory_bytes
-// says what an operator needs): a fleet pays for every series of every door,
+// base series (goroutines, threads, GC pauses) without the 25 MemStats ones
+// (process_resident_memory_bytes says what an operator needs): a fleet pays for every series of every door,
 // and the e2e series budget test counts them.
 func newRegistry(dev config.Device) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled()),
+		collectors.NewGoCollector(
+			collectors.WithGoCollectorMemStatsMetricsDisabled(),
+			// GOGC, GOMEMLIMIT and GOMAXPROCS are settings, not health.
+			collectors.WithoutGoCollectorRuntimeMetrics(regexp.MustCompile(`.*`)),
+		),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		// source_id and mode tie a Prometheus target to its door, so that a
 		// dashboard or an alert route can name the door, not an address.
