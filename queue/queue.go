@@ -1058,7 +1058,7 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 	q.nextExpiry = next
 	if len(gone) > 0 {
 		q.m.drops.WithLabelValues(DropTTL).Add(float64(len(gone)))
-		q.log.Warn("queued captures older than the TTL were deleted undelivered", "items", len(gone), "ttl", q.cfg.TTL.String(),
+		q.log.Warn("queued captures older than the TTL were deleted undelivered", "items", len(gone), "ttl", q.cfg.TTL,
 			"first_seq", gone[0].seq)
 		q.afterDeleteLocked()
 	}
