@@ -16,43 +16,6 @@ import (
 	"github.com/kioskd/kioskd/queue"
 )
 
-// TestSymlinksAreNotFollowed: a queue path, or its directory, that is a
-// symbolic link is refused, and the file it points to is left as it was.
-func TestSymlinksAreNotFollowed(t *testing.T) {
-	target := filepath.Join(t.TempDir(), "passwd")
-	if err := os.WriteFile(target, []byte("root:x:0:0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	link := filepath.Join(dir, "queue.db")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	realDir := t.TempDir()
-	dirLink := filepath.Join(t.TempDir(), "state")
-	if err := os.Symlink(realDir, dirLink); err != nil {
-		t.Fatal(err)
-	}
-	for name, path := range map[string]string{"file": link, "directory": filepath.Join(dirLink, "queue.db")} {
-		for _, opts := range [][]queue.Option{nil, {queue.WithReadOnly()}, {queue.WithExisting()}} {
-			cfg := testConfig(t)
-			cfg.Path = path
-			_, err := queue.Open(cfg, quiet(), prometheus.NewRegistry(), opts...)
-			if !errors.Is(err, queue.ErrUnsafePath) || !strings.Contains(err.Error(), "symbolic link") {
-				t.Errorf("%s link, %d options: err = %v, want ErrUnsafePath", name, len(opts), err)
-			}
-		}
-	}
-	fi, _ := os.Stat(target)
-	b, _ := os.ReadFile(target)
-	if fi.Mode().Perm() != 0o644 || string(b) != "root:x:0:0\n" {
-		t.Errorf("the link's target changed: mode %04o, %q", fi.Mode().Perm(), b)
-	}
-	if entries, _ := os.ReadDir(realDir); len(entries) != 0 {
-		t.Errorf("files created through the directory link: %v", entries)
-	}
-}
-
 // fileState is what must not change when the file is only read.
 type fileState struct {
 	sum   [32]byte

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/internal/backoff"
+	"github.com/kioskd/kioskd/queue/qfile"
 )
 
 // Item is one queued capture. Seq orders the queue; ID is the idempotency
@@ -76,20 +76,20 @@ type Stats struct {
 var (
 	// ErrLocked is matched (errors.Is) by the error Open returns when
 	// another process, usually a running kioskd, holds the file.
-	ErrLocked = errors.New("queue file is in use by another process")
+	ErrLocked = qfile.ErrLocked
 	// ErrKeyMismatch is returned by Open when queue.encrypt's key is not the
 	// one the file was written with.
 	ErrKeyMismatch = errors.New("queue key does not match the file")
 	// ErrCorrupt wraps damage found in the file.
-	ErrCorrupt = errors.New("queue file is corrupt")
+	ErrCorrupt = qfile.ErrCorrupt
 	// ErrNoFile is returned by Open with WithReadOnly or WithExisting when
 	// there is no queue file yet: nothing was ever queued.
-	ErrNoFile = errors.New("no queue file")
+	ErrNoFile = qfile.ErrNoFile
 	// ErrUnsafePath is returned by Open when the queue file or its directory
 	// is a symbolic link or not a regular file: kioskd never follows a link
 	// to write biometric data, nor changes the mode of a file it did not
 	// create.
-	ErrUnsafePath = errors.New("unsafe queue path")
+	ErrUnsafePath = qfile.ErrUnsafePath
 	// ErrFormat is matched by the error Open returns for a file written by
 	// a newer kioskd (or in a format this one does not know).
 	ErrFormat = errors.New("unsupported queue file format")
@@ -106,15 +106,8 @@ var (
 	ErrExpired = errors.New("item is older than queue.ttl")
 )
 
-// LockedError names the file another process holds.
-type LockedError struct{ Path string }
-
-func (e *LockedError) Error() string {
-	return fmt.Sprintf("queue file %s is in use by another process", e.Path)
-}
-
-// Is makes errors.Is(err, ErrLocked) true.
-func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+// LockedError names the file another process holds; it matches ErrLocked.
+type LockedError = qfile.LockedError
 
 // Queue is a durable FIFO of captures in one bbolt file. It is safe for
 // concurrent use; the file is held exclusively while the Queue is open.
@@ -124,6 +117,7 @@ type Queue struct {
 	opt    options
 	m      *metrics
 	path   string
+	file   *qfile.File
 	seal   *sealer
 	notify chan struct{} // an item became pending: a waiting drainer looks again
 
@@ -177,7 +171,12 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
 	}
-	db, err := q.openFile()
+	m := q.m
+	q.file = qfile.New(qfile.Options{
+		Path: q.path, LockTimeout: opt.lockTimeout, ReadOnly: opt.readOnly, Existing: opt.existing,
+		Now: opt.now, Log: q.log, MovedAside: func() { m.recovered.Inc() },
+	})
+	db, err := q.file.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -189,10 +188,7 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 	if !q.opt.existing {
 		// Only the service's lock holder may remove a compaction left
 		// half-done, or old damaged files.
-		if err := os.Remove(q.path + compactSuffix); err == nil {
-			q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
-		}
-		q.removeOldCorrupt()
+		q.file.RemoveLeftovers(q.cfg.TTL)
 	}
 	if err := q.m.register(reg); err != nil {
 		q.m.unregister(reg)
@@ -811,7 +807,7 @@ func (q *Queue) Stats() (Stats, error) {
 	}
 	return Stats{
 		Depth: q.n.pending, Bytes: q.n.pendingBytes, OldestAge: age, DeadLetters: q.n.dead,
-		DeadBytes: q.n.deadBytes, FileBytes: q.fileSize(),
+		DeadBytes: q.n.deadBytes, FileBytes: q.file.Size(),
 	}, nil
 }
 
@@ -838,14 +834,6 @@ func (q *Queue) oldestLocked() (h header, ok bool, err error) {
 		return nil
 	})
 	return h, ok, err
-}
-
-func (q *Queue) fileSize() int64 {
-	fi, err := os.Stat(q.path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }
 
 // List returns the pending items, or the dead letters, oldest first,
@@ -1121,7 +1109,7 @@ func (q *Queue) afterDeleteLocked() {
 	}
 	q.maybeCompactLocked()
 	q.publishLocked()
-	q.releaseMappedLocked()
+	q.file.ReleaseMapped(q.db)
 }
 
 // publishLocked stores what the gauges show; the collector computes the
