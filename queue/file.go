@@ -50,7 +50,7 @@ func (q *Queue) recoverLocked(cause error) {
 // peak size. When the file is more than twice what its items need, plus
 // some slack so that this stays rare, it is rewritten.
 func (q *Queue) compactThreshold() int64 {
-	live := q.n.pendingBytes + q.n.deadBytes
+	live := q.n.bytes()
 	slack := max(int64(q.cfg.MaxBytes)/4, 1<<20)
 	return 2*live + slack
 }
@@ -63,7 +63,7 @@ func (q *Queue) compactThreshold() int64 {
 func (q *Queue) maybeCompactLocked() {
 	size := q.file.Size()
 	wipe := !q.deletedAt.IsZero() && !q.opt.readOnly &&
-		(q.n.pending+q.n.dead == 0 || q.opt.now().Sub(q.deletedAt) >= q.opt.wipeEvery)
+		(q.n.items() == 0 || q.opt.now().Sub(q.deletedAt) >= q.opt.wipeEvery)
 	if size <= q.compactThreshold() && !wipe {
 		return
 	}

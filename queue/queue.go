@@ -134,11 +134,6 @@ type Queue struct {
 	deletedAt time.Time
 }
 
-type counts struct {
-	pending, dead           int
-	pendingBytes, deadBytes int64
-}
-
 // Open opens or creates the queue file at cfg.Path (mode 0600, its
 // directory 0700 when missing). A file that is not a readable queue is
 // moved aside to "<path>.corrupt-<UTC time>" and replaced by an empty one;
@@ -197,7 +192,7 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 	}
 	q.publishLocked()
 	q.log.Info("queue open", "path", q.path, "depth", q.n.pending, "dead_letters", q.n.dead,
-		"bytes", q.n.pendingBytes+q.n.deadBytes, "encrypted", q.seal != nil)
+		"bytes", q.n.bytes(), "encrypted", q.seal != nil)
 	return q, nil
 }
 
@@ -266,14 +261,7 @@ func (q *Queue) load() error {
 						return nil
 					}
 					seen[seq] = true
-					cost := itemCost(v, blob)
-					if string(bn) == string(bucketPending) {
-						n.pending++
-						n.pendingBytes += cost
-					} else {
-						n.dead++
-						n.deadBytes += cost
-					}
+					n.change(string(bn) == string(bucketDead), 1, itemCost(v, blob))
 					if e := h.expiry(q.cfg.TTL); next.IsZero() || e.Before(next) {
 						next = e
 					}
@@ -313,7 +301,7 @@ func (q *Queue) load() error {
 					return err
 				}
 			}
-			items = n.pending + n.dead
+			items = n.items()
 			if q.opt.metaOnly {
 				return nil
 			}
@@ -358,12 +346,6 @@ func (q *Queue) checkKey(meta *bolt.Bucket, items int) error {
 	}
 	return meta.Put(keyKeyCheck, v)
 }
-
-// itemCost is what an item counts against max_bytes: header, stored
-// image and the two keys.
-func itemCost(hdr, blob []byte) int64 { return costOf(len(hdr), len(blob)) }
-
-func costOf(hdrLen, blobLen int) int64 { return int64(hdrLen + blobLen + 2*8) }
 
 // Enqueue makes a copy of it durable: when Enqueue returns nil the item is
 // on disk and fsync'd. It assigns Seq, and an ID unless it.ID is already
@@ -449,8 +431,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 			return err
 		}
 		it.Seq = seq
-		n.pending++
-		n.pendingBytes += cost
+		n.change(false, 1, cost)
 		dropped, err = q.enforceBounds(tx, &n, seq)
 		return err
 	})
@@ -486,8 +467,7 @@ type dropped struct {
 // oldest dead letters, until the queue is within max_items and max_bytes.
 func (q *Queue) enforceBounds(tx *bolt.Tx, n *counts, keep uint64) ([]dropped, error) {
 	var out []dropped
-	blobs := blobsOf(tx)
-	for n.pending+n.dead > q.cfg.MaxItems || n.pendingBytes+n.deadBytes > int64(q.cfg.MaxBytes) {
+	for n.items() > q.cfg.MaxItems || n.bytes() > int64(q.cfg.MaxBytes) {
 		victim, dead := []byte(nil), false
 		if k, _ := tx.Bucket(bucketPending).Cursor().First(); k != nil {
 			if seq, _ := keySeq(k); seq != keep {
@@ -501,27 +481,10 @@ func (q *Queue) enforceBounds(tx *bolt.Tx, n *counts, keep uint64) ([]dropped, e
 		if victim == nil {
 			return out, errors.New("bounds cannot be met") // the new item alone fits: unreachable
 		}
-		b := tx.Bucket(bucketPending)
-		if dead {
-			b = tx.Bucket(bucketDead)
-		}
-		hv := b.Get(victim)
-		h, _ := decodeHeader(hv)
-		cost := itemCost(hv, blobs.Get(victim))
+		h, _ := decodeHeader(bucketOf(tx, dead).Get(victim))
 		seq, _ := keySeq(victim)
-		victim = append([]byte(nil), victim...)
-		if err := b.Delete(victim); err != nil {
+		if err := removeItem(tx, n, dead, victim); err != nil {
 			return out, err
-		}
-		if err := blobs.Delete(victim); err != nil {
-			return out, err
-		}
-		if dead {
-			n.dead--
-			n.deadBytes -= cost
-		} else {
-			n.pending--
-			n.pendingBytes -= cost
 		}
 		out = append(out, dropped{seq: seq, id: h.ID, dead: dead})
 	}
@@ -634,25 +597,12 @@ func (q *Queue) Ack(seq uint64) error {
 		return fmt.Errorf("ack: %w", ErrClosed)
 	}
 	delete(q.leased, seq)
-	var cost int64
-	err := q.update("ack", func(tx *bolt.Tx) error {
-		k := seqKey(seq)
-		b, blobs := tx.Bucket(bucketPending), blobsOf(tx)
-		hv := b.Get(k)
-		if hv == nil {
-			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
-		}
-		cost = itemCost(hv, blobs.Get(k))
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		return blobs.Delete(k)
-	})
+	n := q.n
+	err := q.update("ack", func(tx *bolt.Tx) error { return removeItem(tx, &n, false, seqKey(seq)) })
 	if err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
-	q.n.pending--
-	q.n.pendingBytes -= cost
+	q.n = n
 	q.afterDeleteLocked()
 	return nil
 }
@@ -685,7 +635,6 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 		if h, err = decodeHeader(hv); err != nil {
 			return err
 		}
-		oldCost := itemCost(hv, blobsOf(tx).Get(k))
 		h.Attempts++
 		h.LastError = clip(reason, maxErrorLen)
 		if h.Attempts >= q.cfg.MaxAttempts {
@@ -699,19 +648,7 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 		if err != nil {
 			return err
 		}
-		newCost := oldCost - int64(len(hv)) + int64(len(nv))
-		if !dead {
-			n.pendingBytes += newCost - oldCost
-			return b.Put(k, nv)
-		}
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		n.pending--
-		n.pendingBytes -= oldCost
-		n.dead++
-		n.deadBytes += newCost
-		return tx.Bucket(bucketDead).Put(k, nv)
+		return moveItem(tx, &n, k, false, dead, nv)
 	})
 	if err != nil {
 		return fmt.Errorf("retry later: %w", err)
@@ -763,11 +700,10 @@ func (q *Queue) deadLetterLocked(seq uint64, reason, drop string) error {
 		if hv == nil {
 			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
 		}
-		blobLen := len(blobsOf(tx).Get(k))
 		h, err := decodeHeader(hv)
 		if err != nil {
 			// Keep what can be kept: the header is rebuilt around the key.
-			h = header{ID: fmt.Sprintf("unreadable-%d", seq), CapturedAt: now, EnqueuedAt: now, Stored: blobLen}
+			h = header{ID: fmt.Sprintf("unreadable-%d", seq), CapturedAt: now, EnqueuedAt: now, Stored: len(blobsOf(tx).Get(k))}
 		}
 		h.DeadAt = now
 		h.LastError = clip(reason, maxErrorLen)
@@ -775,14 +711,7 @@ func (q *Queue) deadLetterLocked(seq uint64, reason, drop string) error {
 		if err != nil {
 			return err
 		}
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		n.pending--
-		n.pendingBytes -= costOf(len(hv), blobLen)
-		n.dead++
-		n.deadBytes += costOf(len(nv), blobLen)
-		return tx.Bucket(bucketDead).Put(k, nv)
+		return moveItem(tx, &n, k, false, true, nv)
 	})
 	if err != nil {
 		return err
@@ -879,31 +808,22 @@ func (q *Queue) RetryDead() (int, error) {
 	n := q.n
 	moved := 0
 	err := q.update("retry_dead", func(tx *bolt.Tx) error {
-		dead, pending, blobs := tx.Bucket(bucketDead), tx.Bucket(bucketPending), blobsOf(tx)
+		dead := tx.Bucket(bucketDead)
 		var keys [][]byte
 		_ = dead.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
 		for _, k := range keys {
-			hv := dead.Get(k)
-			h, err := decodeHeader(hv)
+			h, err := decodeHeader(dead.Get(k))
 			if err != nil {
 				return err
 			}
-			blobLen := len(blobs.Get(k))
 			h.Attempts, h.NextAttempt, h.DeadAt = 0, now, time.Time{}
 			nv, err := h.encode()
 			if err != nil {
 				return err
 			}
-			if err := dead.Delete(k); err != nil {
+			if err := moveItem(tx, &n, k, true, false, nv); err != nil {
 				return err
 			}
-			if err := pending.Put(k, nv); err != nil {
-				return err
-			}
-			n.dead--
-			n.deadBytes -= costOf(len(hv), blobLen)
-			n.pending++
-			n.pendingBytes += costOf(len(nv), blobLen)
 			moved++
 		}
 		return nil
@@ -935,20 +855,13 @@ func (q *Queue) purge(dead bool) (int, error) {
 	if q.closed {
 		return 0, fmt.Errorf("purge: %w", ErrClosed)
 	}
-	name := bucketPending
-	if dead {
-		name = bucketDead
-	}
 	removed := 0
+	n := q.n
 	err := q.update("purge", func(tx *bolt.Tx) error {
-		b, blobs := tx.Bucket(name), blobsOf(tx)
 		var keys [][]byte
-		_ = b.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
+		_ = bucketOf(tx, dead).ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
 		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-			if err := blobs.Delete(k); err != nil {
+			if err := removeItem(tx, &n, dead, k); err != nil {
 				return err
 			}
 		}
@@ -958,10 +871,8 @@ func (q *Queue) purge(dead bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
-	if dead {
-		q.n.dead, q.n.deadBytes = 0, 0
-	} else {
-		q.n.pending, q.n.pendingBytes = 0, 0
+	q.n = n
+	if !dead {
 		clear(q.leased)
 	}
 	q.log.Info("queue purged", "dead_letters", dead, "items", removed)
@@ -989,12 +900,9 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 	var next time.Time
 	var gone []dropped
 	err := q.update("expire", func(tx *bolt.Tx) error {
-		blobs := blobsOf(tx)
-		for _, name := range [][]byte{bucketPending, bucketDead} {
-			b := tx.Bucket(name)
+		for _, dead := range []bool{false, true} {
 			var keys [][]byte
-			var costs []int64
-			err := b.ForEach(func(k, v []byte) error {
+			err := bucketOf(tx, dead).ForEach(func(k, v []byte) error {
 				seq, _ := keySeq(k)
 				h, err := decodeHeader(v)
 				if err != nil {
@@ -1009,26 +917,15 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 					return nil
 				}
 				keys = append(keys, append([]byte(nil), k...))
-				costs = append(costs, itemCost(v, blobs.Get(k)))
-				gone = append(gone, dropped{seq: seq, id: h.ID, dead: string(name) == string(bucketDead)})
+				gone = append(gone, dropped{seq: seq, id: h.ID, dead: dead})
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			for i, k := range keys {
-				if err := b.Delete(k); err != nil {
+			for _, k := range keys {
+				if err := removeItem(tx, &n, dead, k); err != nil {
 					return err
-				}
-				if err := blobs.Delete(k); err != nil {
-					return err
-				}
-				if string(name) == string(bucketDead) {
-					n.dead--
-					n.deadBytes -= costs[i]
-				} else {
-					n.pending--
-					n.pendingBytes -= costs[i]
 				}
 			}
 		}
