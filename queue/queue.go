@@ -450,10 +450,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 	}
 	q.m.enqueued.Inc()
 	q.publishLocked()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
+	q.signal()
 	return it, nil
 }
 
@@ -662,6 +659,22 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 	return nil
 }
 
+// enqueued is signalled (without blocking, one pending signal at most)
+// when an item becomes pending: a waiting drainer looks again.
+func (q *Queue) enqueued() <-chan struct{} { return q.notify }
+
+// signal tells a waiting drainer that an item became pending.
+func (q *Queue) signal() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+// drainerOptions are the queue's clock, timers, jitter and heartbeat, which
+// a drainer uses unless given its own.
+func (q *Queue) drainerOptions() options { return q.opt }
+
 // backoff is the delay before an item's next attempt: equal jitter, so
 // between half and all of the capped exponential step.
 func (q *Queue) backoff(attempts int) time.Duration {
@@ -835,10 +848,7 @@ func (q *Queue) RetryDead() (int, error) {
 	q.publishLocked()
 	if moved > 0 {
 		q.log.Info("dead letters moved back to the queue", "items", moved)
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
 	return moved, nil
 }
