@@ -60,6 +60,21 @@ func (q *Queue) compactThreshold() int64 {
 // queue is empty, and otherwise at most queue wipe interval (5 minutes)
 // after the first deletion since the last rewrite: a delivered, purged or
 // expired face cannot be read back from the file after that.
+//
+// Why the rewrite runs under q.mu, which Ack, purge, expiry and Maintain
+// hold: bolt.Compact reads the whole source in one read transaction
+// (walk's db.View, bbolt v1.4.3), and while a read transaction is open a
+// write transaction that has to grow the file's mapping waits for it
+// inside bbolt (db.mmap takes mmaplock), with no context to end the wait.
+// Run outside q.mu, an Enqueue from the decision worker arriving during a
+// rewrite could wait inside bbolt for the whole rewrite; under q.mu it
+// waits in LockContext, which its context ends (TestEnqueueContextBoundsTheWait).
+// Readiness (Err) and the gauges (the collector's snapshot) never take
+// q.mu. The fsync of each commit stays under q.mu too: Enqueue promises
+// durability on return, and q.n must change with the commit it describes.
+// Moving the rewrite out would take a copier of our own working in bounded
+// read transactions, an InitialMmapSize covering queue.max_bytes, and a
+// check (or replay) under q.mu of writes made meanwhile before the rename.
 func (q *Queue) maybeCompactLocked() {
 	size := q.file.Size()
 	wipe := !q.deletedAt.IsZero() && !q.opt.readOnly &&
