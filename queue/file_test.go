@@ -204,6 +204,23 @@ func TestDeletedFacesLeaveTheFile(t *testing.T) {
 			t.Fatal("expired face still in the file")
 		}
 	})
+	t.Run("overflow", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.TTL, cfg.MaxItems = time.Hour, 2
+		q, _ := open(t, cfg, append(clk.options(), queue.WithWipeInterval(5*time.Minute))...)
+		gone := fakeJPEG(20<<10, 6)
+		enqueue(t, q, queue.Item{JPEG: gone})
+		enqueue(t, q, queue.Item{JPEG: fakeJPEG(20<<10, 7)})
+		enqueue(t, q, queue.Item{JPEG: fakeJPEG(20<<10, 8)})
+		if st, _ := q.Stats(); st.Depth != 2 {
+			t.Fatalf("depth %d, want 2 after an overflow", st.Depth)
+		}
+		clk.Advance(5 * time.Minute)
+		q.Maintain()
+		if found(t, cfg.Path, gone) {
+			t.Fatal("face dropped by max_items still in the file after the wipe interval")
+		}
+	})
 	t.Run("ack with items left", func(t *testing.T) {
 		q, path := setup(t)
 		gone, kept := fakeJPEG(20<<10, 4), fakeJPEG(20<<10, 5)

@@ -445,6 +445,11 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 		q.log.Warn("queue full: dropped the oldest item", "seq", d.seq, "id", d.id, "dead_letter", d.dead,
 			"max_items", q.cfg.MaxItems, "max_bytes", int64(q.cfg.MaxBytes))
 	}
+	if len(dropped) > 0 && q.deletedAt.IsZero() {
+		// The dropped images wait in free pages for Maintain's rewrite:
+		// not here, where a rewrite would hold the live decision.
+		q.deletedAt = now
+	}
 	if e := h.expiry(q.cfg.TTL); q.nextExpiry.IsZero() || e.Before(q.nextExpiry) {
 		q.nextExpiry = e
 	}

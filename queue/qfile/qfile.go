@@ -177,15 +177,10 @@ func (q *File) Open() (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	var db *bolt.DB
-	err = Guard(func() error {
-		var err error
-		db, err = bolt.Open(q.o.Path, 0o600, q.boltOptions())
-		return err
-	})
+	db, err := q.openBolt()
 	switch {
-	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.o.Path})
+	case errors.Is(err, ErrLocked):
+		return nil, err
 	case err != nil:
 		q.o.Log.Error("queue file cannot be opened", "path", q.o.Path, "err", err)
 		// bbolt released its lock on the way out (unless it panicked, in
@@ -213,6 +208,21 @@ func (q *File) Open() (*bolt.DB, error) {
 	return db, nil
 }
 
+// openBolt is bolt.Open under Guard; another process's lock is a
+// LockedError.
+func (q *File) openBolt() (*bolt.DB, error) {
+	var db *bolt.DB
+	err := Guard(func() error {
+		var err error
+		db, err = bolt.Open(q.o.Path, 0o600, q.boltOptions())
+		return err
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.o.Path})
+	}
+	return db, err
+}
+
 // openReadOnly opens an existing file without writing to it: under a
 // shared lock, read-only, damage reported rather than repaired.
 func (q *File) openReadOnly() (*bolt.DB, error) {
@@ -232,15 +242,10 @@ func (q *File) openReadOnly() (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	var db *bolt.DB
-	err = Guard(func() error {
-		var err error
-		db, err = bolt.Open(q.o.Path, 0o600, q.boltOptions())
-		return err
-	})
+	db, err := q.openBolt()
 	switch {
-	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.o.Path})
+	case errors.Is(err, ErrLocked):
+		return nil, err
 	case err != nil:
 		return nil, q.damaged(err)
 	}
@@ -265,14 +270,9 @@ func (q *File) damaged(cause error) error {
 
 // OpenFresh opens (creating) the file after a damaged one was moved aside.
 func (q *File) OpenFresh() (*bolt.DB, error) {
-	var db *bolt.DB
-	err := Guard(func() error {
-		var err error
-		db, err = bolt.Open(q.o.Path, 0o600, q.boltOptions())
-		return err
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.o.Path})
+	db, err := q.openBolt()
+	if errors.Is(err, ErrLocked) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open queue: new file: %w", err)
