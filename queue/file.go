@@ -70,7 +70,9 @@ func (q *Queue) compactThreshold() int64 {
 // rewrite could wait inside bbolt for the whole rewrite; under q.mu it
 // waits in LockContext, which its context ends (TestEnqueueContextBoundsTheWait).
 // Readiness (Err) and the gauges (the collector's snapshot) never take
-// q.mu. The fsync of each commit stays under q.mu too: Enqueue promises
+// q.mu; in the service its only other users are the drainer, which runs
+// the rewrite itself (Ack, Expire, Maintain), and that Enqueue. The
+// `kioskd queue` commands are other processes. The fsync of each commit stays under q.mu too: Enqueue promises
 // durability on return, and q.n must change with the commit it describes.
 // Moving the rewrite out would take a copier of our own working in bounded
 // read transactions, an InitialMmapSize covering queue.max_bytes, and a
