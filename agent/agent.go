@@ -36,6 +36,12 @@ type Camera interface {
 	State() camera.State
 }
 
+// unpacedCamera is a camera whose frames wait for the loop (a clip replayed
+// as fast as possible).
+type unpacedCamera interface {
+	Unpaced() bool
+}
+
 // Selector turns frames into guidance and chosen shots; frame loop only.
 type Selector interface {
 	Process(frame gocv.Mat, ts time.Time) (capture.Event, error)
@@ -224,9 +230,24 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 	}
 	defer pv.close()
 	busy := false
+	// A clip replayed as fast as possible waits for each decision, as its
+	// frames wait for the loop: otherwise how many frames pass unexamined
+	// during an upload would depend on the machine, and so would the
+	// decisions that follow.
+	uc, ok := a.d.Camera.(unpacedCamera)
+	waitDecisions := ok && uc.Unpaced()
 	for {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if busy && waitDecisions {
+			select {
+			case <-a.decided:
+				busy = false
+				a.d.Selector.SetBusy(false)
+			case <-ctx.Done():
+				return nil
+			}
 		}
 		select {
 		case <-a.decided:

@@ -125,6 +125,9 @@ type Source struct {
 	rewinding bool // reopening a looping file: not a reconnect
 	lastGood  time.Time
 	nextDue   time.Time
+	// fileTS is the time of the last frame of a file or folder source on
+	// the clip's own clock (see fileTime).
+	fileTS    time.Time
 	badFile   int
 	ended     bool
 	ffmpegEnv string // set before each open of a URL; empty when the operator set it
@@ -193,7 +196,31 @@ func (s *Source) setState(st State) {
 	}
 }
 
+// Unpaced reports whether this is a file or folder source read as fast as
+// the consumer reads (camera.realtime false): its frames wait for the
+// consumer, so the consumer may wait for its own work too, and the frame
+// times come from the clip's frame rate alone.
+func (s *Source) Unpaced() bool { return s.kind.file() && !s.cfg.Realtime }
+
+// fileTime is the capture time of a file or folder source's next frame: one
+// frame interval after the last, so that a clip replayed as fast as
+// possible carries the same frame times, and so gets the same presence,
+// window and cooldown decisions, as the same clip paced like a camera. A
+// paced replay that falls behind restarts the clock at the wall clock, as a
+// live camera's frames would be dated, so that frame times never lag.
+func (s *Source) fileTime(now time.Time) time.Time {
+	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
+	next := s.fileTS.Add(interval)
+	if s.fileTS.IsZero() || (s.cfg.Realtime && now.Sub(next) > interval) {
+		next = now
+	}
+	s.fileTS = next
+	return next
+}
+
 // Read fills dst with the next live frame and returns its capture time.
+// For a file or folder source that is the frame's time on the clip's own
+// clock (see fileTime), not the moment it was read.
 // It never blocks much longer than a second: while the camera is down it
 // returns an error wrapping ErrUnavailable and keeps reconnecting with
 // capped backoff on later calls. At the end of a non-looping file or folder
@@ -341,6 +368,9 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 	}
 	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
 	s.setState(StateUp)
+	if s.kind.file() {
+		return s.fileTime(now), true, nil
+	}
 	return r.ts, true, nil
 }
 

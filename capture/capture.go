@@ -150,9 +150,9 @@ type Selector struct {
 	prevTS  time.Time     // frame time of the previous frame analysed
 	halfGap time.Duration // half the time since then (window rounding)
 
-	mu           sync.Mutex
-	busy         bool
-	cooldownFrom time.Time // set by SetBusy(false); zero when none pending
+	mu       sync.Mutex
+	busy     bool
+	answered bool // set by SetBusy(false): the next frame starts the cooldown
 }
 
 // maxFrameGap bounds the frame interval used to round the window: after a
@@ -215,12 +215,13 @@ func (s *Selector) Close() error {
 }
 
 // SetBusy is true while a decision is in flight: frames are not analysed.
-// False starts the cooldown, so the same presence does not trigger again.
+// False starts the cooldown at the next frame's time, so the same presence
+// does not trigger again.
 func (s *Selector) SetBusy(busy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.busy && !busy {
-		s.cooldownFrom = s.now()
+		s.answered = true
 	}
 	s.busy = busy
 }
@@ -260,20 +261,27 @@ func (s *Selector) Encode(frame gocv.Mat, face image.Rectangle) (*Shot, error) {
 // presence in presence_frames consecutive frames, then the best accepted
 // frame of the window becomes an EventShot; after it, cooldown until the
 // face leaves or the cooldown passes; attempts are capped per attempt_window.
+//
+// Presence, window and cooldown run on the frame times ts alone, never on
+// the wall clock: a clip replayed faster than real time gets the same
+// decisions as the same clip paced like a camera. (The attempt cap keeps
+// wall-clock times: they outlive the process.)
 func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 	if s.det == nil {
 		return Event{}, errors.New("capture: selector closed")
 	}
 	now := s.now()
 	s.mu.Lock()
-	busy, cooldownFrom := s.busy, s.cooldownFrom
-	s.cooldownFrom = time.Time{}
+	busy, answered := s.busy, s.answered && !s.busy
+	if answered {
+		s.answered = false
+	}
 	s.mu.Unlock()
 	if busy {
 		return Event{Kind: EventNone}, nil
 	}
-	if !cooldownFrom.IsZero() {
-		s.enterCooldown(cooldownFrom)
+	if answered {
+		s.enterCooldown(ts)
 	}
 
 	if s.state == stLocked {
@@ -327,7 +335,7 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 	switch s.state {
 	case stCooldown:
 		left := s.absent >= s.cfg.AbsentFrames
-		if left || now.Sub(s.cooldownAt) >= s.cfg.Cooldown {
+		if left || ts.Sub(s.cooldownAt) >= s.cfg.Cooldown {
 			s.resetPresence()
 			if left {
 				return Event{Kind: EventIdle, Analysis: a}, nil
@@ -414,7 +422,7 @@ func (s *Selector) guidance(a Analysis) Event {
 func (s *Selector) shoot(now, ts time.Time, a Analysis) (Event, error) {
 	shot, err := s.enc.encode(s.best, s.bestA.Faces[0])
 	firstSeen, presentAt, best, bestTS := s.firstSeen, s.presentAt, s.bestA, s.bestTS
-	s.enterCooldown(now)
+	s.enterCooldown(ts)
 	if err != nil {
 		return Event{Kind: EventNone, Analysis: a}, fmt.Errorf("capture: %w", err)
 	}
