@@ -55,6 +55,9 @@ type Analysis struct {
 	Score      float64
 	Accepted   bool
 	Reasons    []Reason
+	// Unconfirmed counts the faces the main cascade found that the second
+	// detector did not confirm; they are not in Faces.
+	Unconfirmed int
 }
 
 // Shot is the frame chosen for upload.
@@ -203,7 +206,7 @@ func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts .
 	}
 	s.m = m
 	log.Info("capture: ready", "cascade", cfg.Cascade, "window_px", p.win.X, "min_face_px", cfg.MinFacePx,
-		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "")
+		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "", "verify_cascade", cfg.VerifyCascade)
 	return s, nil
 }
 
@@ -321,6 +324,7 @@ func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 		for _, r := range a.Reasons {
 			s.m.rejections[r].Inc()
 		}
+		s.m.unconfirmed.Add(float64(a.Unconfirmed))
 	}
 	return s.advance(frame, ts, now, a)
 }

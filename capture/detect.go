@@ -56,6 +56,18 @@ const (
 	// of an unchanged scene finds what the last one found. Once a second
 	// it cost 3.5% of a core on a static 1280x720 scene, most of the budget.
 	forceFullEvery = 300
+	// emptyBudgetPx is the detection-image area (that of a 1280x720 frame's)
+	// searched on every emptySearchEvery-th frame of a moving scene with
+	// nobody in it; larger detection images are searched proportionally
+	// less often. A moving background (a corridor with people passing, a
+	// panning or auto-exposing camera) defeats the change test, and a
+	// whole-frame search on every frame of it cost a whole core at 1280x720
+	// (issue 18). Once a face is found, every frame is searched again.
+	emptyBudgetPx    = 426 * 240
+	emptySearchEvery = 3
+	// emptyFineEvery: on a moving empty scene every emptyFineEvery-th
+	// search uses the fine pyramid, the others the coarse one.
+	emptyFineEvery = 4
 )
 
 // validFrame says why a frame cannot be analysed, or "" when it can.
@@ -203,6 +215,9 @@ type detector struct {
 	haveFaceThumb bool
 	wakeMissed    bool // the coarse first look at a change found nobody
 	emptyRuns     int  // consecutive searches that found no face
+	// skip counts the frames of a moving empty scene left until the next
+	// search; emptySearches the searches of it (for the fine one).
+	skip, emptySearches int
 
 	// warnSmall is set when a configured detect_width cannot see minFace.
 	warnSmall func(effective int)
@@ -419,6 +434,13 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				d.sinceFull++
 				return res
 			}
+			if d.skip > 0 {
+				// Nobody was there a frame or two ago, and the scene keeps
+				// moving: the search budget of an empty scene.
+				d.skip--
+				d.sinceFull++
+				return res
+			}
 			woke = true
 		}
 	}
@@ -447,12 +469,19 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				// The safety look at a scene that has not changed: coarse
 				// is enough, and it comes every forceFullEvery frames.
 				scale = checkScaleFactor
-			case woke && !d.wakeMissed:
-				// Something moved in an empty scene: the first look is coarse
-				// too (22 ms instead of 40 ms at 1280x720), so that the frames
-				// that count a new presence keep the camera's pace; if it
-				// finds nobody, the next frame gets the fine search.
+			case woke && d.emptyRuns < confirmEmpty+emptyFineEvery && !d.wakeMissed:
+				// Something moved in a scene that was still: the first look
+				// is coarse too (22 ms instead of 40 ms at 1280x720), so that
+				// the frames that count a new presence keep the camera's
+				// pace; if it finds nobody, the next frame gets the fine search.
 				scale, wake = checkScaleFactor, true
+			case woke && d.emptyRuns >= confirmEmpty+emptyFineEvery:
+				// A scene that keeps moving with nobody in it: mostly
+				// coarse, and only every few frames (see emptyBudgetPx).
+				d.emptySearches++
+				if d.emptySearches%emptyFineEvery != 0 {
+					scale = checkScaleFactor
+				}
 			}
 			found = d.full(scale)
 			res.ran, res.full = true, true
@@ -470,8 +499,11 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		d.last = append(d.last[:0], found...)
 		if len(found) == 0 {
 			d.emptyRuns++
+			if woke && d.emptyRuns >= confirmEmpty+emptyFineEvery {
+				d.skip = d.emptySkip()
+			}
 		} else {
-			d.emptyRuns = 0
+			d.emptyRuns, d.emptySearches = 0, 0
 		}
 		d.wakeMissed = wake && len(found) == 0
 		if len(found) == 0 && changeThreshold > 0 && !d.wakeMissed {
@@ -488,6 +520,15 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		}
 	}
 	return d.finish(res, found)
+}
+
+// emptySkip is how many frames of a moving empty scene follow a search
+// unsearched: emptySearchEvery-1 for a detection image of emptyBudgetPx or
+// less, proportionally more for larger ones, so that an empty moving scene
+// costs about the same share of a core whatever the camera's resolution.
+func (d *detector) emptySkip() int {
+	area := float64(d.smallSize.X * d.smallSize.Y)
+	return max(int(math.Ceil(emptySearchEvery*area/emptyBudgetPx))-1, emptySearchEvery-1)
 }
 
 // finish maps found (detection coordinates) to the frame, largest first.
@@ -510,6 +551,7 @@ func (d *detector) toFull(r image.Rectangle) image.Rectangle {
 
 // reset forgets tracking state, e.g. after detection was paused.
 func (d *detector) reset() {
+	d.skip, d.emptySearches = 0, 0
 	d.last = nil
 	d.sinceFull = 0
 	d.haveThumb = false
