@@ -110,6 +110,7 @@ type Agent struct {
 	progress   atomic.Int64 // unix nanos of the frame loop's last iteration
 	firstFrame atomic.Bool
 	cameraUp   atomic.Bool
+	downWarned atomic.Bool // "camera unavailable" said before the first frame
 	authError  atomic.Bool
 	holdUntil  atomic.Int64 // unix nanos until which a result stays on screen
 
@@ -273,7 +274,9 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			// flash it on the screen between two frames.
 			continue
 		case err != nil:
-			if a.cameraUp.Swap(false) || !a.firstFrame.Load() {
+			// Once per outage (and once before the first frame): the camera
+			// logs each failed reopen with its cause, rate-limited.
+			if a.cameraUp.Swap(false) || !a.firstFrame.Load() && !a.downWarned.Swap(true) {
 				a.log.Warn("camera unavailable", "err", err)
 			}
 			a.publish(display.Update{State: "camera_down"}, false)

@@ -379,3 +379,22 @@ func TestByteSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeFileIsRefused: a file over 1 MiB is refused before it is decoded
+// (a YAML file that large, or one of aliases, costs far more memory than its
+// size), and one just under the limit is still read.
+func TestLargeFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	pad := "\n# " + strings.Repeat("x", 1000)
+	big := minimalYAML + strings.Repeat(pad, config.MaxFileSize/len(pad)+1)
+	p := writeFile(t, dir, "big.yaml", big, 0o600)
+	_, err := config.Load(p, secretEnv())
+	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("Load of a %d-byte file: err = %v, want a size error", len(big), err)
+	}
+	fits := minimalYAML + strings.Repeat(pad, (config.MaxFileSize-len(minimalYAML))/len(pad)-1)
+	p = writeFile(t, dir, "fits.yaml", fits, 0o600)
+	if _, err := config.Load(p, secretEnv()); err != nil {
+		t.Fatalf("Load of a %d-byte file: %v", len(fits), err)
+	}
+}
