@@ -21,6 +21,7 @@ import (
 
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/testmedia"
 )
 
 // movingScript is issue 18's busy scene: the background sweeps from side to
@@ -71,6 +72,10 @@ func (b *bench) moving(ctx context.Context, size image.Point) error {
 	}
 	b.add("speed."+name+".cpu", area, "kioskd: CPU (background always moving, a face half the time)", r.cpu, "% of a core", map[int]string{720: "<= 50", 1080: "<= 80"}[size.Y], "")
 	b.add("speed."+name+".fps", area, "kioskd: frames examined per second (camera 30)", r.fps, "fps", ">= 29.5", "")
+	// On a machine shared with other work a starved process examines fewer
+	// frames and its share looks smaller than it is: the CPU time per frame
+	// does not depend on how many frames it got to.
+	b.add("speed."+name+".cpu_per_frame", area, "kioskd: CPU per frame, as a share of one core at 30 fps", r.msPerFrame*3, "% of a core", map[int]string{720: "<= 50", 1080: "<= 80"}[size.Y], fmt.Sprintf("%.1f ms a frame", r.msPerFrame))
 	if size.Y == 1080 {
 		b.add("speed."+name+".rss", area, "kioskd: peak resident memory", r.hwm, "MB", "<= 150", fmt.Sprintf("now %.0f", r.rss))
 	}
@@ -105,16 +110,21 @@ func (b *bench) moving(ctx context.Context, size image.Point) error {
 		share := lr.MsPerFrame * 3 // 30 fps, in percent
 		b.add(fmt.Sprintf("speed.%s.loop%d.cpu", name, lr.Width), area, label+": CPU for 30 fps", share, "% of a core", "", note)
 		b.add(fmt.Sprintf("speed.%s.loop%d.fps", name, lr.Width), area, label+": frames it keeps up with", min(30, 1000/lr.MsPerFrame), "fps", "", "")
-		if r.cpu > 0 {
+		if r.msPerFrame > 0 {
 			target := ""
 			if i == 1 {
 				target = map[int]string{720: ">= 3", 1080: ">= 2"}[size.Y]
 			}
-			b.add(fmt.Sprintf("speed.%s.loop%d.ratio", name, lr.Width), area, "kioskd is cheaper than the "+label+" by", share/r.cpu, "x", target, "")
+			b.add(fmt.Sprintf("speed.%s.loop%d.ratio", name, lr.Width), area, "kioskd is cheaper than the "+label+" by", lr.MsPerFrame/r.msPerFrame, "x", target, "CPU per frame")
 		}
 	}
 	return nil
 }
+
+// loopFrames is how many frames of the clip the loop reads: the empty
+// moving hall and half of the person, enough for a steady figure (its cost
+// hardly depends on what is in the frame).
+const loopFrames = 450
 
 // loopResult is what `benchrun loop` measured.
 type loopResult struct {
@@ -155,7 +165,7 @@ func runLoop(args []string, stdout, stderr io.Writer) int {
 	defer small.Close()
 	r := loopResult{Width: *width}
 	start := cpuTime()
-	for vc.Read(&frame) && !frame.Empty() {
+	for r.Frames < loopFrames && vc.Read(&frame) && !frame.Empty() {
 		r.Frames++
 		k := float64(frame.Cols()) / float64(*width)
 		r.MinFacePx = int(24 * k)
@@ -313,14 +323,25 @@ type recallResult struct {
 // frame times at 30 fps) and, on every refEvery-th frame, through the
 // full-resolution detector (the same cascade on the whole equalised grey
 // frame, scale 1.1, faces of min_face_px and more): recall is the share of
-// the reference's face frames in which kioskd found a face.
+// the reference's face frames (in the frames where the clip shows a person)
+// in which kioskd found a face.
 func runRecall(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("recall", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	every := fs.Int("every", 5, "run the reference on every N-th frame")
+	script := fs.String("script", "", "the clip's script: only frames whose scene has a person count")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: benchrun recall [-every N] CLIP")
+		fmt.Fprintln(stderr, "usage: benchrun recall [-every N] [-script S] CLIP")
 		return 2
+	}
+	var scenes []string
+	if *script != "" {
+		segs, err := testmedia.ParseScript(*script)
+		if err != nil {
+			fmt.Fprintln(stderr, "benchrun recall:", err)
+			return 2
+		}
+		scenes = testmedia.FrameScenes(segs)
 	}
 	cfg := config.Default().Capture
 	cfg.MaxAttempts = 0
@@ -361,6 +382,11 @@ func runRecall(args []string, stdout, stderr io.Writer) int {
 		if r.Frames%*every != 0 {
 			continue
 		}
+		if scenes != nil && (r.Frames > len(scenes) || !testmedia.Scenes[scenes[r.Frames-1]].HasFace()) {
+			// The reference's "faces" in the empty hall are its own false
+			// detections, not faces kioskd should have found.
+			continue
+		}
 		gocv.CvtColor(frame, &grey, gocv.ColorBGRToGray)
 		gocv.EqualizeHist(grey, &grey)
 		faces := ref.DetectMultiScaleWithParams(grey, 1.1, 3, 0, image.Pt(cfg.MinFacePx, cfg.MinFacePx), image.Point{})
@@ -387,7 +413,7 @@ func (b *bench) recall(ctx context.Context, name, clip, area string, every int) 
 	if err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "taskset", "-c", "0", self, "recall", "-every", strconv.Itoa(every), clip).Output()
+	out, err := exec.CommandContext(ctx, "taskset", "-c", "0", self, "recall", "-every", strconv.Itoa(every), "-script", movingScript, clip).Output()
 	if err != nil {
 		return fmt.Errorf("recall: %w", err)
 	}
