@@ -298,15 +298,7 @@ func (d *detector) setSize(w, h int) {
 func (d *detector) prepare(frame gocv.Mat) {
 	d.setSize(frame.Cols(), frame.Rows())
 	// Grey first: resampling one channel costs a third of three.
-	src := frame
-	switch frame.Channels() {
-	case 3:
-		gocv.CvtColor(frame, &d.fullGray, gocv.ColorBGRToGray)
-		src = d.fullGray
-	case 4:
-		gocv.CvtColor(frame, &d.fullGray, gocv.ColorBGRAToGray)
-		src = d.fullGray
-	}
+	src := grey(frame, &d.fullGray)
 	region := src.Region(d.crop)
 	if d.scale == 1 {
 		region.CopyTo(&d.gray)
@@ -315,6 +307,20 @@ func (d *detector) prepare(frame gocv.Mat) {
 	}
 	region.Close()
 	d.clahe.Apply(d.gray, &d.gray)
+}
+
+// grey is src in grey: converted into buf when it has colour, src itself
+// when it is grey already.
+func grey(src gocv.Mat, buf *gocv.Mat) gocv.Mat {
+	switch src.Channels() {
+	case 3:
+		gocv.CvtColor(src, buf, gocv.ColorBGRToGray)
+		return *buf
+	case 4:
+		gocv.CvtColor(src, buf, gocv.ColorBGRAToGray)
+		return *buf
+	}
+	return src
 }
 
 // thumbnail makes the change-test thumbnail straight from the frame: an
@@ -327,15 +333,7 @@ func (d *detector) prepare(frame gocv.Mat) {
 func (d *detector) thumbnail(frame gocv.Mat) {
 	w, h := max(frame.Cols()/8, 1), max(frame.Rows()/8, 1)
 	gocv.Resize(frame, &d.sample, image.Pt(w, h), 0, 0, gocv.InterpolationLinear)
-	src := d.sample
-	switch d.sample.Channels() {
-	case 3:
-		gocv.CvtColor(d.sample, &d.sampleGray, gocv.ColorBGRToGray)
-		src = d.sampleGray
-	case 4:
-		gocv.CvtColor(d.sample, &d.sampleGray, gocv.ColorBGRAToGray)
-		src = d.sampleGray
-	}
+	src := grey(d.sample, &d.sampleGray)
 	tw := min(thumbWidth, w)
 	th := max(h*tw/w, 1)
 	gocv.Resize(src, &d.thumb, image.Pt(tw, th), 0, 0, gocv.InterpolationArea)

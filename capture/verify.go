@@ -61,15 +61,7 @@ func (v *verifier) confirm(frame gocv.Mat, f image.Rectangle) bool {
 	q := float64(roi.Dx()) / verifyWidth // frame px per scan px
 	sw, sh := verifyWidth, max(int(float64(roi.Dy())/q), 1)
 	region := frame.Region(roi)
-	src := region
-	switch frame.Channels() {
-	case 3:
-		gocv.CvtColor(region, &v.grey, gocv.ColorBGRToGray)
-		src = v.grey
-	case 4:
-		gocv.CvtColor(region, &v.grey, gocv.ColorBGRAToGray)
-		src = v.grey
-	}
+	src := grey(region, &v.grey)
 	interp := gocv.InterpolationArea
 	if q < 1 {
 		interp = gocv.InterpolationLinear
