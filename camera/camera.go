@@ -126,9 +126,10 @@ type Source struct {
 	rewinding bool // reopening a looping file: not a reconnect
 	lastGood  time.Time
 	nextDue   time.Time
-	// fileTS is the time of the last frame of a file or folder source on
-	// the clip's own clock (see fileTime).
-	fileTS    time.Time
+	// fileStart and fileN date a file or folder source's frames on the
+	// clip's own clock: frame fileN is at fileStart + fileN/fps (fileTime).
+	fileStart time.Time
+	fileN     int64
 	badFile   int
 	ended     bool
 	ffmpegEnv string // set before each open of a URL; empty when the operator set it
@@ -210,12 +211,15 @@ func (s *Source) Unpaced() bool { return s.kind.file() && !s.cfg.Realtime }
 // paced replay that falls behind restarts the clock at the wall clock, as a
 // live camera's frames would be dated, so that frame times never lag.
 func (s *Source) fileTime(now time.Time) time.Time {
-	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
-	next := s.fileTS.Add(interval)
-	if s.fileTS.IsZero() || (s.cfg.Realtime && now.Sub(next) > interval) {
+	at := func(n int64) time.Time {
+		return s.fileStart.Add(time.Duration(float64(n) * float64(time.Second) / s.cfg.FPS))
+	}
+	s.fileN++
+	next := at(s.fileN)
+	if s.fileStart.IsZero() || (s.cfg.Realtime && now.Sub(next) > next.Sub(at(s.fileN-1))) {
+		s.fileStart, s.fileN = now, 0
 		next = now
 	}
-	s.fileTS = next
 	return next
 }
 
