@@ -90,7 +90,10 @@ func (b *bench) run(ctx context.Context, f benchFlags) error {
 	step("payload", b.payload)
 	step("decode", b.decode)
 	step("resources", b.resources)
-	step("speed", b.speed)
+	// Issue 18: the busy scene, the negative set, paced against unpaced.
+	step("negatives", b.negatives)
+	step("replay", b.replay)
+	step("moving", b.moving)
 	step("go", b.captureBenchmarks)
 	step("queue", b.queueBenchmarks)
 	if err := ctx.Err(); err != nil {
