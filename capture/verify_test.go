@@ -26,7 +26,7 @@ func lenient() config.Capture {
 	cfg.MinContrast = 0
 	cfg.MinBrightness = 0
 	cfg.MaxBrightness = 255
-	cfg.MaxAttempts = 0
+	cfg.MaxFailures = 0
 	return cfg
 }
 

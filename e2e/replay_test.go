@@ -43,7 +43,7 @@ func TestReplayPacedAndUnpacedDecideAlike(t *testing.T) {
 	}
 	replay := func(realtime bool) outcome {
 		s := startSim(t)
-		cfg := writeConfig(t, runOpts{BaseURL: s.URL, Clip: clip, Realtime: realtime, Capture: "  max_attempts: 0"})
+		cfg := writeConfig(t, runOpts{BaseURL: s.URL, Clip: clip, Realtime: realtime, Capture: "  max_failures: 0"})
 		t0 := time.Now()
 		k := startKioskd(t, cfg)
 		if code := k.wait(t, 90*time.Second); code != 0 {

@@ -171,7 +171,7 @@ type kioskdConf struct {
 	fps         int
 	loop        bool
 	unpaced     bool   // camera.realtime false: as fast as kioskd reads
-	maxAttempts string // YAML value; "" keeps the default
+	maxFailures string // YAML value; "" keeps the default
 	extra       string // more capture: lines, indented
 }
 
@@ -205,8 +205,8 @@ log:
 
 func (c kioskdConf) yaml(dir string) string {
 	capture := ""
-	if c.maxAttempts != "" {
-		capture += "  max_attempts: " + c.maxAttempts + "\n"
+	if c.maxFailures != "" {
+		capture += "  max_failures: " + c.maxFailures + "\n"
 	}
 	capture += c.extra
 	if capture == "" {

@@ -232,7 +232,7 @@ func (b *bench) negatives(ctx context.Context) error {
 		return err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: folder, simURL: s.url, fps: benchFPS, unpaced: true, maxAttempts: "0",
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: folder, simURL: s.url, fps: benchFPS, unpaced: true, maxFailures: "0",
 		extra: "  min_face_px: 40\n  max_center_offset: 1\n  min_sharpness: 0\n  min_contrast: 0\n"})
 	if err != nil {
 		return err
@@ -273,7 +273,7 @@ func (b *bench) replay(ctx context.Context) error {
 			return err
 		}
 		t0 := time.Now()
-		k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, unpaced: unpaced, maxAttempts: "0"})
+		k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, unpaced: unpaced, maxFailures: "0"})
 		if err != nil {
 			s.stop()
 			return err
@@ -338,7 +338,7 @@ func runRecall(args []string, stdout, stderr io.Writer) int {
 		scenes = testmedia.FrameScenes(segs)
 	}
 	cfg := config.Default().Capture
-	cfg.MaxAttempts = 0
+	cfg.MaxFailures = 0
 	sel, err := capture.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Fprintln(stderr, "benchrun recall:", err)
