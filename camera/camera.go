@@ -122,6 +122,7 @@ type Source struct {
 	abandoned []*worker
 	failures  int     // reopens since the last good frame
 	downWarn  repeats // "down, reopening" warnings, rate-limited
+	frameWarn repeats // "skipping a frame" warnings of a live camera
 	nextOpen  time.Time
 	opened    bool // a device has been opened at least once
 	rewinding bool // reopening a looping file: not a reconnect
@@ -340,6 +341,15 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.readErrors.Inc()
 		s.fail("read", errors.New("the device returned no frame"))
 		return time.Time{}, true, fmt.Errorf("camera: read: no frame: %w", ErrUnavailable)
+	case r.err != nil && isImageError(r.err) && s.kind.live():
+		// One bad frame from a live camera (a USB transfer cut short) is
+		// skipped and counted; the camera is not down for it.
+		s.m.readErrors.Inc()
+		s.m.rejected.WithLabelValues(r.err.(*ImageError).Reason).Inc()
+		if left, ok := s.frameWarn.allow(r.err.Error(), s.o.now()); ok {
+			s.log.Warn("camera: skipping a frame", "err", r.err, "repeated", left)
+		}
+		return time.Time{}, false, nil
 	case r.err != nil:
 		s.m.readErrors.Inc()
 		if s.kind.file() {
