@@ -13,7 +13,7 @@ OUT ?= out
 # Screenshots of the kiosk page and other artefacts of the end-to-end tests.
 KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
-.PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak reliability clean
+.PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak reliability deb package-test clean
 
 all: build
 
@@ -53,6 +53,17 @@ check-systemd:
 
 check-alerts:
 	@scripts/check-alerts.sh
+
+# Debian packages for amd64 and arm64 into out/deb (arm64 is cross-built
+# against a sysroot cached in .cache/arm64-sysroot; see README "Installing").
+deb: deps-test
+	@scripts/deb.sh amd64 $(OUT)/deb
+	@scripts/deb.sh arm64 $(OUT)/deb
+
+# Build both packages, lintian, arm64 under qemu-user, and install, upgrade,
+# downgrade, remove and purge on this machine (root). CI runs it after make test.
+package-test: deps-test
+	@scripts/package-test.sh
 
 # Benchmarks: prints the tables the issues ask for and writes bench/results.json.
 bench: build

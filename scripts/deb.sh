@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# deb.sh ARCH [OUTDIR] — build kioskd_VERSION_ARCH.deb (ARCH: amd64 or arm64).
+# deb.sh [--binary FILE] ARCH [OUTDIR] — build kioskd_VERSION_ARCH.deb
+# (ARCH: amd64 or arm64) into OUTDIR (default out/deb).
 #
+#   --binary FILE package this kioskd binary instead of building one (the
+#                 package test repacks one build under two versions)
 #   DEB_VERSION   the package version (default: from git, see below)
 #   VERSION       what `kioskd version` prints (default: git describe)
 #   DEB_MAINTAINER  the Maintainer field (default: kioskd maintainers <kioskd@example.org>)
@@ -17,7 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 
-arch=${1:?usage: $0 amd64|arm64 [OUTDIR]}
+binary=
+if [[ ${1:-} == --binary ]]; then
+	binary=${2:?--binary needs a file}
+	shift 2
+fi
+arch=${1:?usage: $0 [--binary FILE] amd64|arm64 [OUTDIR]}
 out=${2:-out/deb}
 sysroot_dir=${SYSROOT_DIR:-.cache/arm64-sysroot}
 
@@ -52,8 +60,8 @@ amd64)
 	;;
 arm64)
 	triplet=aarch64-linux-gnu
-	scripts/arm64-sysroot.sh "$sysroot_dir"
-	sys=$(cd "$sysroot_dir/root" && pwd)
+	[[ -n $binary ]] || scripts/arm64-sysroot.sh "$sysroot_dir"
+	sys=$(cd "$sysroot_dir" && pwd)/root
 	goenv+=(
 		CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++
 		PKG_CONFIG_SYSROOT_DIR="$sys"
@@ -69,9 +77,13 @@ arm64)
 esac
 
 start=$SECONDS
-echo "deb.sh: building kioskd $VERSION for $arch"
-env "${goenv[@]}" go build \
-	-ldflags "-s -w -X main.version=$VERSION -extldflags=$extld" -o "$work/kioskd" ./cmd/kioskd
+if [[ -n $binary ]]; then
+	cp "$binary" "$work/kioskd"
+else
+	echo "deb.sh: building kioskd $VERSION for $arch"
+	env "${goenv[@]}" go build \
+		-ldflags "-s -w -X main.version=$VERSION -extldflags=$extld" -o "$work/kioskd" ./cmd/kioskd
+fi
 
 install -D -m 0755 "$work/kioskd" "$stage/usr/bin/kioskd"
 # The unit as install.sh ships it, with the package's binary path.
