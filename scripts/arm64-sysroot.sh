@@ -19,7 +19,7 @@ apt=$dir/apt
 root=$dir/root
 want=(libopencv-dev libstdc++-12-dev libc6-dev)
 
-stamp="debian12 ${want[*]}"
+stamp="debian12 ${want[*]} alternatives"
 if [[ -f $root/.complete && $(cat "$root/.complete") == "$stamp" ]]; then
 	exit 0
 fi
@@ -74,6 +74,13 @@ while IFS= read -r link; do
 		ln -sfn "$(realpath -m --relative-to="$(dirname "$link")" "$tmp$target")" "$link"
 	fi
 done < <(find "$tmp" -type l)
+# BLAS and LAPACK reach /usr/lib/aarch64-linux-gnu through update-alternatives
+# links that a maintainer script makes; dpkg -x runs none, so make them.
+lib=$tmp/usr/lib/aarch64-linux-gnu
+for alt in "$lib"/blas/lib*.so.* "$lib"/lapack/lib*.so.*; do
+	[[ -e $alt && ! -e $lib/$(basename "$alt") ]] || continue
+	ln -s "${alt#"$lib"/}" "$lib/$(basename "$alt")"
+done
 rm -rf "$root"
 mv "$tmp" "$root"
 printf '%s' "$stamp" >"$root/.complete"

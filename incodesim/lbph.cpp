@@ -1,0 +1,60 @@
+#include "lbph.h"
+
+#include <cstring>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/face.hpp>
+
+namespace {
+void set_err(char *err, int errlen, const char *msg) {
+	if (errlen <= 0) return;
+	std::strncpy(err, msg, errlen - 1);
+	err[errlen - 1] = 0;
+}
+}  // namespace
+
+LBPH lbph_new(int radius, int neighbors, int grid) {
+	try {
+		return new cv::Ptr<cv::face::LBPHFaceRecognizer>(
+		    cv::face::LBPHFaceRecognizer::create(radius, neighbors, grid, grid));
+	} catch (...) {
+		return nullptr;
+	}
+}
+
+void lbph_free(LBPH m) { delete static_cast<cv::Ptr<cv::face::LBPHFaceRecognizer> *>(m); }
+
+int lbph_update(LBPH m, const unsigned char *pix, int n, int side, const int *labels, char *err, int errlen) {
+	try {
+		auto &rec = *static_cast<cv::Ptr<cv::face::LBPHFaceRecognizer> *>(m);
+		std::vector<cv::Mat> imgs;
+		std::vector<int> lab(labels, labels + n);
+		for (int i = 0; i < n; i++) {
+			// The recogniser copies what it needs (histograms): a header
+			// over the caller's bytes is enough.
+			imgs.push_back(cv::Mat(side, side, CV_8UC1, const_cast<unsigned char *>(pix) + (size_t)i * side * side));
+		}
+		rec->update(imgs, lab);
+		return 0;
+	} catch (const cv::Exception &e) {
+		set_err(err, errlen, e.what());
+	} catch (...) {
+		set_err(err, errlen, "unknown exception");
+	}
+	return -1;
+}
+
+int lbph_predict(LBPH m, const unsigned char *pix, int side, int *label, double *dist, char *err, int errlen) {
+	try {
+		auto &rec = *static_cast<cv::Ptr<cv::face::LBPHFaceRecognizer> *>(m);
+		cv::Mat q(side, side, CV_8UC1, const_cast<unsigned char *>(pix));
+		rec->predict(q, *label, *dist);
+		return 0;
+	} catch (const cv::Exception &e) {
+		set_err(err, errlen, e.what());
+	} catch (...) {
+		set_err(err, errlen, "unknown exception");
+	}
+	return -1;
+}
