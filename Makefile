@@ -29,9 +29,10 @@ build: deps
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd ./cmd/kioskd
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/incode-sim ./cmd/incode-sim
 
-# Run the whole agent against the bundled emulator on the bundled clip.
+# Run the whole agent against the bundled emulator on the bundled clip, or
+# at a desk: make demo CAMERA=/dev/video0 ENROLL=DIR (a folder of selfies).
 demo: build
-	@scripts/demo.sh
+	@CAMERA=$(CAMERA) ENROLL=$(ENROLL) scripts/demo.sh
 
 # Every test: unit, end-to-end, browser, fuzz (briefly), lint, systemd and alert rules.
 test: deps-test lint unit fuzz check-systemd check-alerts

@@ -124,14 +124,18 @@ lookup_amd64() {
 	printf '%s %s\n' "$f" "$(dpkg-query -W -f='${Version}' "$f:amd64" 2>/dev/null || dpkg-query -W -f='${Version}' "$f")"
 }
 lookup_arm64() {
-	local deb
-	for deb in "$sysroot_dir"/apt/cache/archives/*_arm64.deb; do
-		if dpkg-deb -c "$deb" | awk -v s="/$triplet/$1" "$endswith"' endswith($NF, s) { found = 1 } END { exit !found }'; then
-			dpkg-deb -f "$deb" Package Version | awk '{print $2}' | paste -sd' '
-			return 0
-		fi
-	done
-	return 1
+	# An index of the shared libraries in the downloaded arm64 packages,
+	# made once per sysroot: "path package version" per line.
+	local index=$sysroot_dir/sonames.index
+	if [[ ! -s $index || $index -ot $sysroot_dir/root/.complete ]]; then
+		local deb
+		for deb in "$sysroot_dir"/apt/cache/archives/*_arm64.deb; do
+			dpkg-deb -c "$deb" | awk -v p="$(dpkg-deb -f "$deb" Package Version | awk '{print $2}' | paste -sd' ')" \
+				'$6 ~ /\.so/ { print $6, p }'
+		done >"$index.tmp"
+		mv "$index.tmp" "$index"
+	fi
+	awk -v s="/$triplet/$1" "$endswith"' endswith($1, s) { print $2, $3; found = 1; exit } END { exit !found }' "$index"
 }
 for so in $sonames; do
 	if ! pv=$("lookup_$arch" "$so"); then
