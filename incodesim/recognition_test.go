@@ -1,6 +1,8 @@
 package incodesim
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/draw"
@@ -247,5 +249,49 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Over the API: another photograph of an enrolled person (on a background,
+// as a camera frame) PASSes as that person; someone else FAILs; a person
+// enrolled at run time through /_sim/enroll is recognised too.
+func TestAuthenticateRecognisesThePerson(t *testing.T) {
+	dir := enrollDir(t, map[string]string{"ORL_Subject_One.png": "faces/orl-s1/1.png"})
+	_, srv := newTestSim(t, Options{EnrollDir: dir})
+	auth := func(img image.Image) map[string]any {
+		t.Helper()
+		resp, body := do(t, srv.URL, req{"POST", "/omni/incode-id/authenticate", apiHeaders(nil),
+			authBody(t, encodeJPEG(t, img, 90), "desk")})
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(body, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := auth(onBackground(t, loadImage(t, "faces/orl-s1/3.png"), "brick.jpg")); got["status"] != "PASS" {
+		t.Errorf("another photograph of the enrolled person: %v, want PASS", got)
+	}
+	if got := auth(onBackground(t, loadImage(t, "faces/orl-s3/1.png"), "brick.jpg")); got["status"] != "FAIL" || got["failureReason"] != "faceMatchFailed" {
+		t.Errorf("someone else: %v, want FAIL faceMatchFailed", got)
+	}
+
+	b, err := json.Marshal(map[string]string{"name": "Subject Two",
+		"base64Image": base64.StdEncoding.EncodeToString(readTestdata(t, "faces/orl-s2/1.png"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := do(t, srv.URL, req{"POST", "/_sim/enroll", map[string]string{"Content-Type": "application/json"}, string(b)}); resp.StatusCode != 201 {
+		t.Fatalf("enroll: %d %s", resp.StatusCode, body)
+	}
+	got := auth(loadImage(t, "faces/orl-s2/2.png"))
+	if got["status"] != "PASS" {
+		t.Fatalf("the person enrolled at run time, another photograph: %v, want PASS", got)
+	}
+	resp, body := do(t, srv.URL, req{"GET", "/omni/incode-id/verification/" + got["verificationId"].(string), apiHeaders(nil), ""})
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Subject") {
+		t.Errorf("verification of the recognised person: %d %s", resp.StatusCode, body)
 	}
 }
