@@ -13,7 +13,7 @@ OUT ?= out
 # Screenshots of the kiosk page and other artefacts of the end-to-end tests.
 KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
-.PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak reliability deb package-test clean
+.PHONY: all deps deps-test build demo test unit race lint fuzz check-systemd check-alerts bench soak reliability deb package-test clean
 
 all: build
 
@@ -35,7 +35,7 @@ demo: build
 	@CAMERA=$(CAMERA) ENROLL=$(ENROLL) scripts/demo.sh
 
 # Every test: unit, end-to-end, browser, fuzz (briefly), lint, systemd and alert rules.
-test: deps-test lint unit fuzz check-systemd check-alerts
+test: deps-test lint unit race fuzz check-systemd check-alerts
 	@echo "make test: all checks passed"
 
 lint:
@@ -45,6 +45,12 @@ lint:
 
 unit:
 	KIOSKD_TEST_OUT=$(KIOSKD_TEST_OUT) go test -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
+
+# The race detector over the packages with goroutines of their own, in
+# short mode to keep make test fast.
+RACE_PKGS := ./agent/ ./decision/ ./queue/ ./uploader/ ./actuator/ ./display/ ./internal/httpserve/ ./internal/backoff/
+race:
+	go test -race -short -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) $(RACE_PKGS)
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)

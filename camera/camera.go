@@ -19,6 +19,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/backoff"
 )
 
 // State is what the camera is doing, for the display and /readyz.
@@ -119,7 +120,8 @@ type Source struct {
 	w         *worker
 	pending   bool // a read request is outstanding on w
 	abandoned []*worker
-	backoff   time.Duration
+	failures  int     // reopens since the last good frame
+	downWarn  repeats // "down, reopening" warnings, rate-limited
 	nextOpen  time.Time
 	opened    bool // a device has been opened at least once
 	rewinding bool // reopening a looping file: not a reconnect
@@ -151,7 +153,7 @@ func Open(cfg config.Camera, log *slog.Logger, reg prometheus.Registerer, opts .
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, backoff: cfg.ReconnectMin, workers: map[*worker]struct{}{}}
+	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, workers: map[*worker]struct{}{}}
 	if o.open == nil {
 		if err := precheck(k, spec); err != nil {
 			return nil, err
@@ -327,7 +329,7 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 	}
 	s.filled = matData(*dst)
 	s.lastGood = now
-	s.backoff = s.cfg.ReconnectMin
+	s.failures = 0
 	if s.cfg.Realtime && s.kind.file() {
 		interval := time.Duration(float64(time.Second) / s.cfg.FPS)
 		if s.nextDue.IsZero() || now.Sub(s.nextDue) > interval {
@@ -340,6 +342,9 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.repeats.Inc()
 	}
 	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
+	if s.downWarn.key != "" {
+		s.downWarn = repeats{} // the next outage is news again
+	}
 	s.setState(StateUp)
 	return r.ts, true, nil
 }
@@ -375,13 +380,19 @@ func (s *Source) fail(what string, err error) {
 	// A file that fails to reopen at its loop point is an outage, and the
 	// open that ends it a reconnect like any other.
 	s.rewinding = false
-	d := s.backoff
 	// Jitter spreads reconnects of many doors behind one recorder.
-	d = time.Duration(float64(d) * (0.8 + 0.2*rand.Float64()))
+	s.failures++
+	d := backoff.Policy{Min: s.cfg.ReconnectMin, Max: s.cfg.ReconnectMax, Jitter: 0.2}.Delay(s.failures, rand.Float64)
 	s.nextOpen = s.o.now().Add(d)
-	s.backoff = min(s.backoff*2, s.cfg.ReconnectMax)
 	s.setState(StateDown)
-	s.log.Warn("camera: down, reopening", "what", what, "err", err, "retry_in", d.Round(time.Millisecond))
+	s.m.failures.WithLabelValues(what).Inc()
+	if left, ok := s.downWarn.allow(what+": "+err.Error(), s.o.now()); ok {
+		attrs := []any{"what", what, "err", err, "retry_in_ms", d.Milliseconds()}
+		if left > 0 {
+			attrs = append(attrs, "repeated", left)
+		}
+		s.log.Warn("camera: down, reopening", attrs...)
+	}
 }
 
 // retire stops a worker without waiting: a driver stuck in a read returns

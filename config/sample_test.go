@@ -72,6 +72,11 @@ func TestSampleConfigShowsDefaults(t *testing.T) {
 	cfg.Actuator = def.Actuator
 	cfg.Path, cfg.Warnings = "", nil
 	cfg.Incode.APIKey, cfg.Incode.HardwareID, cfg.Queue.Key = "", "", ""
+	// Resolved from device.state_dir, not read from the file.
+	cfg.Queue.KeySource, cfg.Queue.GeneratedKey = "", ""
+	if cfg.Queue.Path == filepath.Join(cfg.Device.StateDir, config.QueueFileName) {
+		cfg.Queue.Path = ""
+	}
 	var diffs []string
 	valueDiffs(reflect.ValueOf(*cfg), reflect.ValueOf(*def), "", &diffs)
 	if len(diffs) > 0 {
@@ -115,7 +120,8 @@ func typeKeys(t reflect.Type, path string, out map[string]bool) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if !f.IsExported() || name == "-" {
+			// Old* fields read renamed keys, which the sample must not show.
+			if !f.IsExported() || name == "-" || strings.HasPrefix(f.Name, "Old") {
 				continue
 			}
 			if name == "" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -72,6 +72,11 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if sub == "drain" {
 		// Delivering needs everything the service needs.
 		cfg, fs, code = loadConfig("queue drain", rest, stderr, extra)
+		if cfg != nil && cfg.Queue.Encrypt && cfg.Queue.Key == "" {
+			// The service has not made its key yet, so it sealed nothing;
+			// should the file say otherwise, Open refuses with the reason.
+			cfg.Queue.Encrypt = false
+		}
 	} else {
 		cfg, fs, code = loadQueueConfig("queue "+sub, rest, stderr, extra)
 	}
@@ -84,8 +89,14 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log, _ := newLogger(cfg.Log, stderr)
 
-	var opts []queue.Option
-	if sub != "drain" && cfg.Queue.Encrypt {
+	// These commands are often run as root: they never create a file or
+	// directory (the service makes them, as its own user), never move a
+	// damaged file aside, and stats and list only read.
+	opts := []queue.Option{queue.WithExisting()}
+	switch {
+	case sub == "stats" || sub == "list":
+		opts = []queue.Option{queue.WithReadOnly()}
+	case sub != "drain":
 		// Nothing but drain reads an image: the key, often a credential
 		// only the service can read, is not needed.
 		opts = append(opts, queue.WithMetadataOnly())
@@ -93,6 +104,9 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// A throwaway registry: these figures are printed, not scraped.
 	reg := prometheus.NewRegistry()
 	q, err := queue.Open(cfg.Queue, log, reg, opts...)
+	if errors.Is(err, queue.ErrNoFile) {
+		return queueNoFile(sub, cfg, fl, stdout, stderr)
+	}
 	if err != nil {
 		if errors.Is(err, queue.ErrLocked) {
 			fmt.Fprintf(stderr, "kioskd queue: %v: a running kioskd holds it; stop the service first (systemctl stop kioskd), or read the kioskd_queue_* metrics\n", err)
@@ -109,9 +123,19 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	switch sub {
 	case "stats":
-		return queueStats(q, cfg, fl, stdout, stderr)
+		st, err := q.Stats()
+		if err != nil {
+			fmt.Fprintf(stderr, "kioskd queue stats: %v\n", err)
+			return 1
+		}
+		return queueStats(st, q.Path(), cfg, fl, stdout, stderr)
 	case "list":
-		return queueList(q, fl, stdout, stderr)
+		items, err := q.List(fl.dead)
+		if err != nil {
+			fmt.Fprintf(stderr, "kioskd queue list: %v\n", err)
+			return 1
+		}
+		return queueList(items, fl, stdout, stderr)
 	case "retry":
 		n, err := q.RetryDead()
 		return printCount(stdout, stderr, fl, err, "moved", n, "dead letters moved back to the queue")
@@ -185,14 +209,29 @@ type statsJSON struct {
 	Encrypted        bool    `json:"encrypted"`
 }
 
-func queueStats(q *queue.Queue, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
-	st, err := q.Stats()
-	if err != nil {
-		fmt.Fprintf(stderr, "kioskd queue stats: %v\n", err)
-		return 1
+// queueNoFile answers a command on a queue file that does not exist yet:
+// nothing was ever queued, so there is nothing to show, move or delete.
+func queueNoFile(sub string, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
+	switch sub {
+	case "stats":
+		return queueStats(queue.Stats{}, cfg.Queue.Path, cfg, fl, stdout, stderr)
+	case "list":
+		return queueList(nil, fl, stdout, stderr)
+	case "retry":
+		return printCount(stdout, stderr, fl, nil, "moved", 0, "dead letters moved back to the queue")
+	case "purge":
+		return printCount(stdout, stderr, fl, nil, "deleted", 0, "deleted (no queue file)")
 	}
+	if fl.json {
+		return printJSON(stdout, stderr, drainJSON{})
+	}
+	fmt.Fprintf(stdout, "no queue file at %s: nothing to deliver\n", cfg.Queue.Path)
+	return 0
+}
+
+func queueStats(st queue.Stats, path string, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
 	out := statsJSON{
-		Path: q.Path(), Depth: st.Depth, Bytes: st.Bytes, OldestAgeSeconds: st.OldestAge.Seconds(),
+		Path: path, Depth: st.Depth, Bytes: st.Bytes, OldestAgeSeconds: st.OldestAge.Seconds(),
 		DeadLetters: st.DeadLetters, DeadBytes: st.DeadBytes, FileBytes: st.FileBytes,
 		MaxItems: cfg.Queue.MaxItems, MaxBytes: int64(cfg.Queue.MaxBytes), TTLSeconds: cfg.Queue.TTL.Seconds(),
 		Encrypted: cfg.Queue.Encrypt,
@@ -225,12 +264,7 @@ type itemJSON struct {
 	LastError   string     `json:"last_error,omitempty"`
 }
 
-func queueList(q *queue.Queue, fl queueFlags, stdout, stderr io.Writer) int {
-	items, err := q.List(fl.dead)
-	if err != nil {
-		fmt.Fprintf(stderr, "kioskd queue list: %v\n", err)
-		return 1
-	}
+func queueList(items []queue.Item, fl queueFlags, stdout, stderr io.Writer) int {
 	out := make([]itemJSON, 0, len(items))
 	for _, it := range items {
 		j := itemJSON{Seq: it.Seq, ID: it.ID, Source: it.Source, CapturedAt: it.CapturedAt.UTC(), EnqueuedAt: it.EnqueuedAt.UTC(),
@@ -274,7 +308,15 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 		fmt.Fprintf(stderr, "kioskd queue drain: %v\n", err)
 		return 1
 	}
-	d := queue.NewDrainer(q, deferredDeliver(client, cfg, log, time.Now), log, reg)
+	// The same delivery and recorder as the service's drainer: one decision
+	// line per answer, and a deferred answer never drives the door.
+	dl := &decision.Delivery{API: client, Rec: decision.NewRecorder(log, reg), Device: cfg.Device,
+		Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax, Log: log, Now: time.Now, OnAuth: func(out decision.Outcome) {
+			if out.AuthError {
+				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token")
+			}
+		}}
+	d := queue.NewDrainer(q, dl.Deliver, log, reg)
 	sum, err := d.Drain(ctx, nil)
 	out := drainJSON{Delivered: sum.Delivered, DeadLettered: sum.DeadLettered, Remaining: sum.Remaining}
 	if sum.Stopped != nil {
@@ -300,65 +342,6 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 		return 1
 	}
 	return 0
-}
-
-// authenticator is what drain needs from the Incode client.
-type authenticator interface {
-	Authenticate(ctx context.Context, req uploader.AuthenticateRequest, opts ...uploader.CallOption) (*uploader.AuthenticateResponse, error)
-}
-
-// deferredDeliver sends a queued capture with its idempotency key and logs
-// the answer as a deferred decision. PASS and FAIL acknowledge the item; a
-// refusal that another attempt cannot change (4xx other than 401/403, a
-// malformed answer) dead-letters it; everything else, including a bad API
-// key or device token, which is not the capture's fault, keeps it queued.
-func deferredDeliver(client authenticator, cfg *config.Config, log *slog.Logger, now func() time.Time) queue.DeliverFunc {
-	decision := func(it queue.Item, result, reason, authID string) {
-		attrs := []any{
-			"result", result,
-			"reason", reason,
-			"source", cfg.Device.SourceID,
-			"deferred", true,
-			"latency_ms", now().Sub(it.CapturedAt).Milliseconds(),
-		}
-		if authID != "" {
-			attrs = append(attrs, "authentication_id", authID)
-		}
-		if cfg.Device.Mode == config.ModeAttendance {
-			attrs = append(attrs, "mode", config.ModeAttendance)
-		}
-		attrs = append(attrs, "seq", it.Seq, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
-		log.Info("decision", attrs...)
-	}
-	return func(ctx context.Context, it queue.Item) error {
-		cctx, cancel := context.WithTimeout(ctx, cfg.Incode.RequestTimeout)
-		defer cancel()
-		resp, err := client.Authenticate(cctx, uploader.AuthenticateRequest{
-			Face:   uploader.FaceObject{Base64Image: base64.StdEncoding.EncodeToString(it.JPEG)},
-			Source: cfg.Device.SourceID,
-		}, uploader.WithIdempotencyKey(it.ID))
-		if err != nil {
-			reason := uploader.Reason(err)
-			var apiErr *uploader.APIError
-			switch {
-			case ctx.Err() != nil:
-				return err
-			case errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403):
-				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token", "reason", reason)
-				return err
-			case uploader.Retryable(err):
-				return err
-			}
-			decision(it, "ERROR", reason, "")
-			return queue.Permanent(err)
-		}
-		result, reason := "FAIL", string(resp.FailureReason)
-		if resp.Status == uploader.StatusPass {
-			result, reason = "PASS", ""
-		}
-		decision(it, result, reason, resp.AuthenticationID)
-		return nil
-	}
 }
 
 func printCount(stdout, stderr io.Writer, fl queueFlags, err error, key string, n int, what string) int {
@@ -398,4 +381,24 @@ func clipLine(s string, n int) string {
 		return string(r[:n-3]) + "..."
 	}
 	return string(r)
+}
+
+// openServiceQueue opens the service's queue, making the per-device key at
+// first start. fatal marks the errors that must stop kioskd: a wrong key,
+// a file from a newer kioskd, a link in place of the file. Running on would
+// quietly stop keeping the captures an operator expects kept. Any other
+// failure (a full or read-only disk) costs only the queue: live decisions
+// go on without it.
+func openServiceQueue(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (q *queue.Queue, fatal bool, err error) {
+	if qc := &cfg.Queue; qc.Encrypt && qc.Key == "" && qc.GeneratedKey != "" {
+		key, err := queue.CreateKey(qc.GeneratedKey)
+		if err != nil {
+			return nil, false, err
+		}
+		qc.UseGeneratedKey(key)
+		log.Info("queue encryption key", "source", qc.KeySource)
+	}
+	q, err = queue.Open(cfg.Queue, log, reg)
+	fatal = errors.Is(err, queue.ErrKeyMismatch) || errors.Is(err, queue.ErrFormat) || errors.Is(err, queue.ErrUnsafePath)
+	return q, fatal, err
 }
