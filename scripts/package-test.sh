@@ -9,7 +9,8 @@
 #   4. on this machine: install the older package, check the user, the
 #      directories, the conffile, the enabled unit and systemd-analyze verify
 #      on the installed unit; make a queue by running the installed kioskd
-#      against an API that is down; upgrade (queue and edited config kept),
+#      against an API that is down; upgrade (queue, access events and the
+#      edited config kept),
 #      downgrade, a queue file of a newer format refused by the older kioskd,
 #      remove (data kept), purge (data gone).
 #
@@ -133,19 +134,29 @@ as_kioskd=(setpriv --reuid=kioskd --regid=kioskd --clear-groups)
 depth() { "${as_kioskd[@]}" /usr/bin/kioskd queue stats --config /etc/kioskd/kioskd.yaml --json | sed -n 's/.*"depth": *\([0-9]*\).*/\1/p'; }
 d0=$(depth)
 [[ $d0 -ge 1 ]] || { tail -n 20 "$work/run.log"; fail "no capture was queued (depth ${d0:-?})"; }
-say "queue depth $d0 before the upgrade"
+# The access events of that run (kioskd events, where this tree has them).
+nevents() { "${as_kioskd[@]}" /usr/bin/kioskd events export --config /etc/kioskd/kioskd.yaml 2>/dev/null | wc -l; }
+e0=-
+if /usr/bin/kioskd events export --help >/dev/null 2>&1; then
+	e0=$(nevents)
+	[[ $e0 -ge 1 ]] || fail "the run recorded no access events"
+fi
+say "queue depth $d0 and $e0 access events before the upgrade"
+events_kept() { [[ $e0 == - || $(nevents) == "$e0" ]]; }
 
 step "upgrade to $new"
 apt-get install "${apt_opts[@]}" "$new_deb" >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "upgrade"; }
 [[ $(dpkg-query -W -f='${Version}' kioskd) == "$new" ]] || fail "upgraded version is not $new"
 grep -q '^# package-test marker' /etc/kioskd/kioskd.yaml || fail "the upgrade replaced the edited kioskd.yaml"
 [[ $(depth) == "$d0" ]] || fail "queue depth after the upgrade is $(depth), want $d0"
+events_kept || fail "access events after the upgrade: $(nevents), want $e0"
 [[ $(stat -c '%U %a' /var/lib/kioskd) == "kioskd 700" ]] || fail "/var/lib/kioskd changed in the upgrade"
 
 step "downgrade to $old"
 apt-get install "${apt_opts[@]}" --allow-downgrades "$old_deb" >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "downgrade"; }
 [[ $(dpkg-query -W -f='${Version}' kioskd) == "$old" ]] || fail "downgraded version is not $old"
 [[ $(depth) == "$d0" ]] || fail "queue depth after the downgrade is $(depth), want $d0"
+events_kept || fail "access events after the downgrade: $(nevents), want $e0"
 
 # A queue file written by a newer kioskd (its format version one higher)
 # must be refused by this one with a clear message, and left as it is.
@@ -170,6 +181,7 @@ step "remove"
 apt-get remove "${apt_opts[@]}" kioskd >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "remove"; }
 [[ ! -e /usr/bin/kioskd ]] || fail "remove left /usr/bin/kioskd"
 [[ -s /var/lib/kioskd/queue.db ]] || fail "remove deleted the queue"
+[[ $e0 == - || -s /var/lib/kioskd/events.db ]] || fail "remove deleted the events"
 [[ -f /etc/kioskd/kioskd.yaml && -f /etc/kioskd/credentials/api-key ]] || fail "remove deleted the configuration"
 
 step "purge"
