@@ -15,8 +15,9 @@ type Readiness struct {
 }
 
 // Ready reports camera, queue and API state. queueOK is nil when kioskd runs
-// without a queue by configuration.
-func (a *Agent) Ready(queueOK func() error) Readiness {
+// without a queue by configuration. Each of checks (the clock, …) adds its
+// error, as it is, to the reasons.
+func (a *Agent) Ready(queueOK func() error, checks ...func() error) Readiness {
 	var r Readiness
 	if !a.FirstFrame() {
 		r.Reasons = append(r.Reasons, "camera has not delivered a frame yet")
@@ -31,19 +32,25 @@ func (a *Agent) Ready(queueOK func() error) Readiness {
 	if a.AuthError() {
 		r.Reasons = append(r.Reasons, "the Incode API refused the device's credentials (401/403)")
 	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			r.Reasons = append(r.Reasons, err.Error())
+		}
+	}
 	r.Ready = len(r.Reasons) == 0
 	return r
 }
 
-// OpsHandler serves /metrics, /healthz and /readyz.
-func (a *Agent) OpsHandler(g prometheus.Gatherer, queueOK func() error) http.Handler {
+// OpsHandler serves /metrics, /healthz and /readyz; checks are passed to
+// Ready.
+func (a *Agent) OpsHandler(g prometheus.Gatherer, queueOK func() error, checks ...func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		r := a.Ready(queueOK)
+		r := a.Ready(queueOK, checks...)
 		code := http.StatusOK
 		if !r.Ready {
 			code = http.StatusServiceUnavailable

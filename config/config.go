@@ -50,12 +50,17 @@ func (p *Problems) add(format string, args ...any) {
 // Env abstracts the process environment so that tests control it.
 type Env func(key string) string
 
-// Load reads, decodes, defaults and validates the file at path. Secrets are
+// Load reads the file at path and the drop-ins in path+".d", merges them,
+// then decodes, defaults and validates the result. Secrets are
 // resolved through env (os.Getenv when nil). The returned error is a
 // Problems when the file was readable but wrong.
 func Load(path string, env Env) (*Config, error) {
 	data, err := ReadFile(path)
 	if err != nil {
+		return nil, err
+	}
+	// Drop-ins in <path>.d/ are merged over the file (see dropin.go).
+	if data, err = mergeDropIns(path, data); err != nil {
 		return nil, err
 	}
 	cfg, err := Parse(data, env)
@@ -89,6 +94,35 @@ func Parse(data []byte, env Env) (*Config, error) {
 		env = os.Getenv
 	}
 	cfg := Default()
+	problems, err := decodeStrict(data, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Capture.renamed(func(w string) { cfg.Warnings = append(cfg.Warnings, w) })
+	cfg.resolveSecrets(env, &problems)
+	problems = append(problems, cfg.Validate()...)
+	cfg.warnResolution()
+	if len(problems) > 0 {
+		// check-config prints one line per problem; YAML errors quote
+		// values, which may hold line breaks.
+		for i := range problems {
+			problems[i] = oneLine(problems[i])
+		}
+		for i := range cfg.Warnings {
+			cfg.Warnings[i] = oneLine(cfg.Warnings[i])
+		}
+		return cfg, problems
+	}
+	for i := range cfg.Warnings {
+		cfg.Warnings[i] = oneLine(cfg.Warnings[i])
+	}
+	return cfg, nil
+}
+
+// decodeStrict decodes one YAML document into cfg, refusing unknown keys.
+// Type errors come back as problems; a document that is not YAML at all is
+// the returned error.
+func decodeStrict(data []byte, cfg *Config) (Problems, error) {
 	var problems Problems
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -110,25 +144,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	} else if !errors.Is(err, io.EOF) {
 		problems.add("yaml: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	cfg.Capture.renamed(func(w string) { cfg.Warnings = append(cfg.Warnings, w) })
-	cfg.resolveSecrets(env, &problems)
-	problems = append(problems, cfg.Validate()...)
-	cfg.warnResolution()
-	if len(problems) > 0 {
-		// check-config prints one line per problem; YAML errors quote
-		// values, which may hold line breaks.
-		for i := range problems {
-			problems[i] = oneLine(problems[i])
-		}
-		for i := range cfg.Warnings {
-			cfg.Warnings[i] = oneLine(cfg.Warnings[i])
-		}
-		return cfg, problems
-	}
-	for i := range cfg.Warnings {
-		cfg.Warnings[i] = oneLine(cfg.Warnings[i])
-	}
-	return cfg, nil
+	return problems, nil
 }
 
 // oneLine makes s valid UTF-8 on a single line by escaping control

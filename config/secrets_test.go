@@ -38,6 +38,8 @@ func secretDoc(extra string) string {
 	return `
 device:
   source_id: lobby-door-1
+  # Never there: no generated queue key of this machine's is read.
+  state_dir: /nonexistent/kioskd-test-state
 incode:
   base_url: https://api.incode.example
 ` + extra + `

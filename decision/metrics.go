@@ -1,6 +1,9 @@
 package decision
 
 import (
+	"strings"
+	"unicode"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/uploader"
@@ -16,13 +19,40 @@ func failureReasons() []string {
 	return append(out, uploader.Reasons()...)
 }
 
+// alertedFailureReasons are the reasons systemd/kioskd-alerts.yml alerts on.
+var alertedFailureReasons = []string{"unauthorized", "forbidden"}
+
+// boundedReason is the failures label value of a reason: one of
+// failureReasons, or "unknown".
 func boundedReason(r string) string {
 	for _, known := range failureReasons() {
 		if r == known {
-			return r
+			return labelValue(r)
 		}
 	}
 	return "unknown"
+}
+
+// labelValue writes a result or reason in the one style every kioskd label
+// value uses, lower snake_case: PASS is "pass", the API's hasFaceMask is
+// "has_face_mask". Log lines keep the API's spelling; only labels change, so
+// that a dashboard or an alert never has to guess the case.
+func labelValue(v string) string {
+	var b strings.Builder
+	prevLower := false
+	for _, r := range v {
+		if unicode.IsUpper(r) {
+			if prevLower {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			prevLower = false
+			continue
+		}
+		b.WriteRune(r)
+		prevLower = unicode.IsLower(r) || unicode.IsDigit(r)
+	}
+	return b.String()
 }
 
 type metrics struct {
@@ -39,11 +69,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kioskd_decision_attempts_total",
-			Help: "Live authentication attempts by result (PASS, FAIL, ERROR, OFFLINE).",
+			Help: "Live authentication attempts by result (pass, fail, error, offline).",
 		}, []string{"result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kioskd_decision_failures_total",
-			Help: "Live attempts that did not open the door, by reason.",
+			Help: "Live attempts that did not open the door, by reason (the API's failureReason or the client's error kind, in snake_case).",
 		}, []string{"reason"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kioskd_decision_deferred_total",
@@ -64,13 +94,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	for _, r := range Results() {
-		m.attempts.WithLabelValues(string(r))
+		m.attempts.WithLabelValues(labelValue(string(r)))
 	}
 	for _, r := range []Result{Pass, Fail, Error} {
-		m.deferred.WithLabelValues(string(r))
+		m.deferred.WithLabelValues(labelValue(string(r)))
 	}
-	for _, r := range failureReasons() {
-		m.failures.WithLabelValues(r)
+	// Of the reasons only those an alert reads from the first scrape are
+	// created up front (increase() misses the first count of a series that
+	// appears with it); the others appear when they happen. A door's series
+	// budget is 150 at idle.
+	for _, r := range alertedFailureReasons {
+		m.failures.WithLabelValues(labelValue(r))
 	}
 	reg.MustRegister(m.attempts, m.failures, m.deferred, m.latency, m.sinkErrors, m.deferredWait)
 	return m

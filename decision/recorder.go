@@ -97,9 +97,9 @@ func (r *Recorder) Record(ctx context.Context, rec Record, extra ...any) {
 		}
 	}
 	if rec.Deferred() {
-		r.m.deferred.WithLabelValues(string(rec.Result)).Inc()
+		r.m.deferred.WithLabelValues(labelValue(string(rec.Result))).Inc()
 	} else {
-		r.m.attempts.WithLabelValues(string(rec.Result)).Inc()
+		r.m.attempts.WithLabelValues(labelValue(string(rec.Result))).Inc()
 		if rec.Result != Pass {
 			r.m.failures.WithLabelValues(boundedReason(rec.Reason)).Inc()
 		}

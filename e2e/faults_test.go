@@ -3,18 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +22,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/kioskd/kioskd/internal/reliability"
+	"github.com/kioskd/kioskd/internal/testcert"
 	"github.com/kioskd/kioskd/internal/testmedia"
 )
 
@@ -457,37 +450,7 @@ func startSimArgs(t *testing.T, args ...string) *sim {
 // selfSignedCert writes a certificate for 127.0.0.1 that no CA vouches for.
 func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "not-incode.example"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
+	return testcert.SelfSigned(t, time.Now().Add(-time.Hour))
 }
 
 // ---------------------------------------------------------------------------
@@ -593,21 +556,21 @@ type serviceCase struct {
 func TestServiceFaults(t *testing.T) {
 	offline := func(reason string) []metricWant {
 		return []metricWant{
-			{"kioskd_decision_attempts_total", []string{"result=OFFLINE"}, 1, -1},
+			{"kioskd_decision_attempts_total", []string{"result=offline"}, 1, -1},
 			{"kioskd_decision_failures_total", []string{"reason=" + reason}, 1, -1},
 			{"kioskd_queue_enqueued_total", nil, 1, -1},
 			{"kioskd_decision_enqueue_errors_total", nil, 0, 0},
 		}
 	}
 	errorNotQueued := []metricWant{
-		{"kioskd_decision_attempts_total", []string{"result=ERROR"}, 1, -1},
+		{"kioskd_decision_attempts_total", []string{"result=error"}, 1, -1},
 		{"kioskd_decision_failures_total", []string{"reason=malformed"}, 1, -1},
 		// A malformed answer is not retried: nothing is queued, ever.
 		{"kioskd_queue_enqueued_total", nil, 0, 0},
 	}
 	delivered := []metricWant{
 		{"kioskd_queue_delivered_total", nil, 1, -1},
-		{"kioskd_decision_deferred_total", []string{"result=PASS"}, 1, -1},
+		{"kioskd_decision_deferred_total", []string{"result=pass"}, 1, -1},
 	}
 	cases := []serviceCase{
 		{
@@ -623,7 +586,7 @@ func TestServiceFaults(t *testing.T) {
 			script: "http:503,http:503", result: "PASS", screen: "pass", recovers: true,
 			metrics: []metricWant{
 				{"kioskd_uploader_retries_total", []string{"endpoint=authenticate"}, 2, -1},
-				{"kioskd_decision_attempts_total", []string{"result=PASS"}, 1, -1},
+				{"kioskd_decision_attempts_total", []string{"result=pass"}, 1, -1},
 				{"kioskd_queue_enqueued_total", nil, 0, 0},
 			},
 			expected: "the retries reach a live PASS in time: the door opens once",

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"log/slog"
@@ -249,4 +250,51 @@ func holdQueueItem(t *testing.T, path string, key []byte) {
 	if _, err := q.Enqueue(context.Background(), queue.Item{JPEG: []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 0xFF, 0xD9}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDeliveredFacesLeaveTheQueueFile runs kioskd with encryption off (the
+// harder case: the images are stored as they are) through an outage: the
+// capture taken offline is queued, delivered when the service answers
+// again, and then no JPEG bytes are left anywhere in the raw queue file,
+// free pages included. With encryption on (the default) the images are
+// sealed as well.
+func TestDeliveredFacesLeaveTheQueueFile(t *testing.T) {
+	t.Parallel()
+	ob := observe(t, "queue file", "faces left in free pages after delivery",
+		"queue.encrypt false; 4 answers 503 (one capture queued), then the service answers; the raw queue file scanned after the delivery",
+		"the delivered capture's JPEG bytes (FF D8 FF) are nowhere in the file: an emptied queue is rewritten at once")
+	s := startSim(t, "--script", "http:503,http:503,http:503,http:503")
+	c := fcfg{BaseURL: s.URL, Clip: relClip(t, loopClip), Loop: true, Queue: "  encrypt: false",
+		Incode: "  max_retries: 3"}
+	cfg := c.write(t)
+	var qpath string
+	k := startKioskd(t, cfg)
+	first := waitDecision(t, k, "the offline decision", 30*time.Second, live)
+	if first["result"] != "OFFLINE" || first["queued"] != true {
+		t.Fatalf("first decision %v, want OFFLINE queued", first)
+	}
+	d := waitDecision(t, k, "the deferred delivery", 60*time.Second, deferred)
+	ob.happened("OFFLINE queued, then delivered deferred (%s)", str(d, "result"))
+	k.stop(t)
+	if qp := queuePathOf(t, k); qp != "" {
+		qpath = qp
+	}
+	raw := readFile(t, qpath)
+	if bytes.Contains(raw, []byte{0xFF, 0xD8, 0xFF}) {
+		t.Errorf("JPEG bytes left in the queue file after delivery (%d bytes)", len(raw))
+	}
+	ob.happened("no FF D8 FF in the %d-byte queue file after delivery", len(raw))
+	ob.lost("nothing")
+}
+
+// queuePathOf is the queue file kioskd logged at open.
+func queuePathOf(t *testing.T, k *proc) string {
+	t.Helper()
+	for _, l := range logLines(k.Output()) {
+		if l["msg"] == "queue open" {
+			p, _ := l["path"].(string)
+			return p
+		}
+	}
+	return ""
 }

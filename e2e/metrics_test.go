@@ -79,11 +79,12 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"kioskd_decision_attempts_total", []string{"result=PASS"}, 1},
-		{"kioskd_decision_attempts_total", []string{"result=FAIL"}, 1},
-		{"kioskd_decision_attempts_total", []string{"result=OFFLINE"}, 0},
-		{"kioskd_decision_failures_total", []string{"reason=hasFaceMask"}, 1},
-		{"kioskd_decision_failures_total", []string{"reason=faceMatchFailed"}, 0},
+		{"kioskd_decision_attempts_total", []string{"result=pass"}, 1},
+		{"kioskd_decision_attempts_total", []string{"result=fail"}, 1},
+		{"kioskd_decision_attempts_total", []string{"result=offline"}, 0},
+		{"kioskd_decision_failures_total", []string{"reason=has_face_mask"}, 1},
+		// Not pre-created, and nothing counted it: absent.
+		{"kioskd_decision_failures_total", []string{"reason=face_match_failed"}, -1},
 		{"kioskd_decision_latency_seconds", nil, 2},
 		{"kioskd_actuator_unlocks_total", nil, 1},
 		{"kioskd_queue_depth", nil, 0},
@@ -108,11 +109,13 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
-	// Every labelled kioskd series exists from the start, at zero if nothing
-	// happened, so that rate() and alerts see it.
+	// The labelled kioskd series that alerts and the dashboard read exist
+	// from the start, at zero if nothing happened, so that increase() sees
+	// their first count.
 	for _, want := range []struct{ name, label string }{
-		{"kioskd_decision_failures_total", "reason=spoofAttempt"},
-		{"kioskd_decision_attempts_total", "result=ERROR"},
+		{"kioskd_decision_failures_total", "reason=unauthorized"},
+		{"kioskd_decision_failures_total", "reason=forbidden"},
+		{"kioskd_decision_attempts_total", "result=error"},
 		{"kioskd_queue_drops_total", "reason=overflow"},
 		{"kioskd_queue_drops_total", "reason=ttl"},
 		{"kioskd_queue_drops_total", "reason=permanent"},

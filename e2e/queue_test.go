@@ -271,10 +271,11 @@ func TestOfflineQueueSurvivesKillsAndNeverUnlocks(t *testing.T) {
 				n++
 			}
 		}
-		if v := metricValue(metrics, "kioskd_decision_deferred_total", "result="+result); v != float64(n) {
+		label := "result=" + strings.ToLower(result)
+		if v := metricValue(metrics, "kioskd_decision_deferred_total", label); v != float64(n) {
 			t.Errorf("kioskd_decision_deferred_total{result=%s} = %v, want %d", result, v, n)
 		}
-		if v := metricValue(metrics, "kioskd_decision_attempts_total", "result="+result); v != 0 {
+		if v := metricValue(metrics, "kioskd_decision_attempts_total", label); v != 0 {
 			t.Errorf("kioskd_decision_attempts_total{result=%s} = %v with nobody at the door", result, v)
 		}
 	}

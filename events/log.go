@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -96,9 +97,10 @@ func Open(path string, cfg config.Events, log *slog.Logger, reg prometheus.Regis
 		Name: "kioskd_events_appended_total",
 		Help: "Access events written to the log, by kind.",
 	}, []string{"kind"})
-	for _, k := range kinds {
-		l.appended.WithLabelValues(string(k))
-	}
+	// Only decisions are counted from the first scrape: door events have
+	// their own kioskd_door_* counters, and a door's idle series budget is
+	// 150.
+	l.appended.WithLabelValues(kindLabel(KindDecision))
 	l.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kioskd_events_dropped_total",
 		Help: "Events removed from the log by retention, by reason (age, count, size).",
@@ -269,7 +271,7 @@ func (l *Log) Append(ctx context.Context, ev Event) (Event, error) {
 		l.appendErr.Inc()
 		return ev, fmt.Errorf("events: append: %w", err)
 	}
-	l.appended.WithLabelValues(string(ev.Kind)).Inc()
+	l.appended.WithLabelValues(kindLabel(ev.Kind)).Inc()
 	for r, n := range drops {
 		l.dropped.WithLabelValues(r).Add(float64(n))
 	}
@@ -501,3 +503,7 @@ func (l *Log) RunRetention(ctx context.Context, every time.Duration) error {
 		}
 	}
 }
+
+// kindLabel is a kind as a label value, in the lower snake_case of every
+// kioskd label: "door.opened" is "door_opened".
+func kindLabel(k Kind) string { return strings.ReplaceAll(string(k), ".", "_") }

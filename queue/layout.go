@@ -8,7 +8,16 @@ import (
 )
 
 // bbolt's on-disk layout (go.etcd.io/bbolt/internal/common, format
-// version 2): a 16-byte page header, then on pages 0 and 1 the meta.
+// version 2, as in bbolt v1.4.3): a 16-byte page header, then on pages 0
+// and 1 the meta.
+//
+// Why kioskd reads it itself: bbolt's public API offers no check that runs
+// before the file is mapped. bbolt.Open trusts the meta page's page size
+// and page count and the freelist it points to; on a truncated or
+// overwritten file it panics in a goroutine of its own or touches memory
+// past the end of the mapping (SIGBUS), neither of which recover can catch,
+// and Tx.Check needs an open database. Re-check these constants when
+// upgrading bbolt.
 const (
 	boltMagic        = 0xED0CDAED
 	boltVersion      = 2

@@ -3,6 +3,9 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,29 +20,83 @@ const (
 
 var dropReasons = []string{DropOverflow, DropTTL, DropPermanent, DropMaxAttempts}
 
-var errorOps = []string{"open", "enqueue", "lease", "ack", "retry_later", "dead_letter", "stats",
-	"list", "retry_dead", "purge", "expire", "compact", "deliver"}
+// alertedErrorOps are the operations whose error series exist from the
+// start, so that increase() sees their first error: losing a capture
+// (enqueue) and failing to hand one over (deliver). The other operations'
+// series appear with their first error; pre-creating all thirteen cost a
+// tenth of a door's series budget.
+var alertedErrorOps = []string{"enqueue", "deliver"}
 
 type metrics struct {
-	depth, bytes, oldestAge, dead, deadBytes, fileBytes prometheus.Gauge
-	drops, errors                                       *prometheus.CounterVec
-	enqueued, recovered, compactions                    prometheus.Counter
+	gauges                           *gaugeCollector
+	drops, errors                    *prometheus.CounterVec
+	enqueued, recovered, compactions prometheus.Counter
 }
 
-func newMetrics() *metrics {
-	g := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+// gaugeSnapshot is what the gauges show, stored after every change under
+// the queue's lock and read at scrape time without it.
+type gaugeSnapshot struct {
+	pending, dead           int
+	pendingBytes, deadBytes int64
+	oldest                  time.Time // capture time of the oldest pending item; zero: none
+}
+
+// gaugeCollector computes the queue's gauges when Prometheus scrapes: the
+// age from the clock, the file size from a stat, the rest from the last
+// snapshot. A scrape never waits for the queue, and a change never pays
+// for a stat.
+type gaugeCollector struct {
+	snap                                                atomic.Pointer[gaugeSnapshot]
+	now                                                 func() time.Time
+	path                                                string
+	depth, bytes, oldestAge, dead, deadBytes, fileBytes *prometheus.Desc
+}
+
+func (c *gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.depth, c.bytes, c.oldestAge, c.dead, c.deadBytes, c.fileBytes} {
+		ch <- d
 	}
+}
+
+func (c *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snap.Load()
+	if s == nil {
+		s = &gaugeSnapshot{}
+	}
+	var age float64
+	if !s.oldest.IsZero() {
+		age = max(c.now().Sub(s.oldest), 0).Seconds()
+	}
+	var size float64
+	if fi, err := os.Stat(c.path); err == nil {
+		size = float64(fi.Size())
+	}
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v float64
+	}{
+		{c.depth, float64(s.pending)}, {c.bytes, float64(s.pendingBytes)}, {c.oldestAge, age},
+		{c.dead, float64(s.dead)}, {c.deadBytes, float64(s.deadBytes)}, {c.fileBytes, size},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.GaugeValue, m.v)
+	}
+}
+
+func newMetrics(path string, now func() time.Time) *metrics {
+	g := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
 	m := &metrics{
-		depth:       g("kioskd_queue_depth", "Pending items in the retry queue."),
-		bytes:       g("kioskd_queue_bytes", "Bytes held by pending items (headers and images as stored)."),
-		oldestAge:   g("kioskd_queue_oldest_age_seconds", "Age of the oldest pending capture."),
-		dead:        g("kioskd_queue_dead_letters", "Items in the dead-letter bucket."),
-		deadBytes:   g("kioskd_queue_dead_letter_bytes", "Bytes held by dead letters."),
-		fileBytes:   g("kioskd_queue_file_size_bytes", "Size of the queue file on disk."),
+		gauges: &gaugeCollector{
+			now: now, path: path,
+			depth:     g("kioskd_queue_depth", "Pending items in the retry queue."),
+			bytes:     g("kioskd_queue_bytes", "Bytes held by pending items (headers and images as stored)."),
+			oldestAge: g("kioskd_queue_oldest_age_seconds", "Age of the oldest pending capture."),
+			dead:      g("kioskd_queue_dead_letters", "Items in the dead-letter bucket."),
+			deadBytes: g("kioskd_queue_dead_letter_bytes", "Bytes held by dead letters."),
+			fileBytes: g("kioskd_queue_file_size_bytes", "Size of the queue file on disk."),
+		},
 		enqueued:    c("kioskd_queue_enqueued_total", "Items made durable in the queue."),
 		recovered:   c("kioskd_queue_recovered_files_total", "Unreadable queue files moved aside and replaced by an empty one."),
 		compactions: c("kioskd_queue_compactions_total", "Times the queue file was rewritten to give space back."),
@@ -53,15 +110,14 @@ func newMetrics() *metrics {
 	for _, r := range dropReasons {
 		m.drops.WithLabelValues(r)
 	}
-	for _, op := range errorOps {
+	for _, op := range alertedErrorOps {
 		m.errors.WithLabelValues(op)
 	}
 	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.depth, m.bytes, m.oldestAge, m.dead, m.deadBytes, m.fileBytes,
-		m.enqueued, m.recovered, m.compactions, m.drops, m.errors} {
+	for _, c := range []prometheus.Collector{m.gauges, m.enqueued, m.recovered, m.compactions, m.drops, m.errors} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register queue metrics: %w", err)
 		}
@@ -72,8 +128,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 // unregister undoes register after a failed Open, so that a retry with the
 // same registry works.
 func (m *metrics) unregister(reg prometheus.Registerer) {
-	for _, c := range []prometheus.Collector{m.depth, m.bytes, m.oldestAge, m.dead, m.deadBytes, m.fileBytes,
-		m.enqueued, m.recovered, m.compactions, m.drops, m.errors} {
+	for _, c := range []prometheus.Collector{m.gauges, m.enqueued, m.recovered, m.compactions, m.drops, m.errors} {
 		reg.Unregister(c)
 	}
 }

@@ -3,18 +3,17 @@ package queue
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
 // Option configures a Queue (Open) or a Drainer (NewDrainer); options that
 // do not apply to one of them are ignored there.
 type Option func(*options)
 
-// Timer is a stoppable one-shot timer, as time.Timer; tests inject fakes
-// through WithTimer so that waits follow a fake clock.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-}
+// Timer is kioskd's one timer interface; tests inject fakes through
+// WithTimer so that waits follow a fake clock.
+type Timer = clock.Timer
 
 type options struct {
 	now         func() time.Time
@@ -31,7 +30,7 @@ type options struct {
 func buildOptions(opts []Option) options {
 	o := options{
 		now:         time.Now,
-		newTimer:    newRealTimer,
+		newTimer:    clock.Real().NewTimer,
 		lockTimeout: time.Second,
 		heartbeat:   5 * time.Second,
 		wipeEvery:   5 * time.Minute,
@@ -92,9 +91,3 @@ func WithExisting() Option { return func(o *options) { o.existing = true } }
 // pages while the queue still holds items (default 5m): after that the
 // file is rewritten. An empty queue is rewritten at once.
 func WithWipeInterval(d time.Duration) Option { return func(o *options) { o.wipeEvery = d } }
-
-type realTimer struct{ t *time.Timer }
-
-func newRealTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-func (r realTimer) C() <-chan time.Time  { return r.t.C }
-func (r realTimer) Stop() bool           { return r.t.Stop() }

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,7 +129,7 @@ type Queue struct {
 
 	down atomic.Bool // closed, readable without the lock
 
-	mu         sync.Mutex
+	mu         lock
 	db         *bolt.DB
 	closed     bool
 	leased     map[uint64]struct{}
@@ -155,14 +154,16 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
+	opt := buildOptions(opts)
 	q := &Queue{
 		cfg:    cfg,
 		log:    log.With("component", "queue"),
-		opt:    buildOptions(opts),
-		m:      newMetrics(),
+		opt:    opt,
+		m:      newMetrics(filepath.Clean(cfg.Path), opt.now),
 		path:   filepath.Clean(cfg.Path),
 		notify: make(chan struct{}, 1),
 		leased: map[uint64]struct{}{},
+		mu:     newLock(),
 	}
 	if cfg.Encrypt && !q.opt.metaOnly {
 		key, err := config.ParseQueueKey(cfg.Key)
@@ -393,7 +394,9 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 	if q.opt.metaOnly {
 		return Item{}, errors.New("enqueue: the queue was opened for metadata only")
 	}
-	q.mu.Lock()
+	if err := q.mu.LockContext(ctx); err != nil {
+		return Item{}, fmt.Errorf("enqueue: waiting for the queue: %w", err)
+	}
 	defer q.mu.Unlock()
 	if q.closed {
 		return Item{}, fmt.Errorf("enqueue: %w", ErrClosed)
@@ -815,22 +818,26 @@ func (q *Queue) Stats() (Stats, error) {
 // oldestAgeLocked is the age of the first pending item, the oldest by
 // enqueue order.
 func (q *Queue) oldestAgeLocked() (time.Duration, error) {
-	var h header
-	var ok bool
-	err := q.view("stats", func(tx *bolt.Tx) error {
-		_, v := tx.Bucket(bucketPending).Cursor().First()
-		if v == nil {
-			return nil
-		}
-		var err error
-		h, err = decodeHeader(v)
-		ok = err == nil
-		return nil
-	})
+	h, ok, err := q.oldestLocked()
 	if err != nil || !ok {
 		return 0, err
 	}
 	return max(q.opt.now().Sub(h.CapturedAt), 0), nil
+}
+
+// oldestLocked is the header of the first pending item, if any.
+func (q *Queue) oldestLocked() (h header, ok bool, err error) {
+	err = q.view("stats", func(tx *bolt.Tx) error {
+		_, v := tx.Bucket(bucketPending).Cursor().First()
+		if v == nil {
+			return nil
+		}
+		var derr error
+		h, derr = decodeHeader(v)
+		ok = derr == nil
+		return nil
+	})
+	return h, ok, err
 }
 
 func (q *Queue) fileSize() int64 {
@@ -1051,7 +1058,7 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 	q.nextExpiry = next
 	if len(gone) > 0 {
 		q.m.drops.WithLabelValues(DropTTL).Add(float64(len(gone)))
-		q.log.Warn("queued captures older than the TTL were deleted undelivered", "items", len(gone), "ttl", q.cfg.TTL.String(),
+		q.log.Warn("queued captures older than the TTL were deleted undelivered", "items", len(gone), "ttl", q.cfg.TTL,
 			"first_seq", gone[0].seq)
 		q.afterDeleteLocked()
 	}
@@ -1117,15 +1124,14 @@ func (q *Queue) afterDeleteLocked() {
 	q.releaseMappedLocked()
 }
 
+// publishLocked stores what the gauges show; the collector computes the
+// age and the file size at scrape time.
 func (q *Queue) publishLocked() {
-	q.m.depth.Set(float64(q.n.pending))
-	q.m.bytes.Set(float64(q.n.pendingBytes))
-	q.m.dead.Set(float64(q.n.dead))
-	q.m.deadBytes.Set(float64(q.n.deadBytes))
-	q.m.fileBytes.Set(float64(q.fileSize()))
-	if age, err := q.oldestAgeLocked(); err == nil {
-		q.m.oldestAge.Set(age.Seconds())
+	s := &gaugeSnapshot{pending: q.n.pending, dead: q.n.dead, pendingBytes: q.n.pendingBytes, deadBytes: q.n.deadBytes}
+	if h, ok, err := q.oldestLocked(); err == nil && ok {
+		s.oldest = h.CapturedAt
 	}
+	q.m.gauges.snap.Store(s)
 }
 
 // Close closes the file. Items stay on disk for the next Open.

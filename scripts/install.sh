@@ -248,7 +248,7 @@ install -d -m 0700 -o "$uid" -g "$gid" "$state_dir"
 if ((${#empty[@]})); then
 	for c in "${empty[@]}"; do
 		case $c in
-		queue-key) say "note: credential queue-key is empty; it is needed only with queue.encrypt: true" ;;
+		queue-key) say "note: credential queue-key is empty: kioskd generates a per-device queue key in $state_dir/queue.key at first start (kioskd check-config says which key is used)" ;;
 		*) say "TODO: put the $c into /etc/kioskd/credentials/$c (one line, kept 0600)" ;;
 		esac
 	done

@@ -166,8 +166,3 @@ func (r *UserInfo) unknownValues() [][2]string {
 	}
 	return out
 }
-
-// unknownFields lists the label values of kioskd_uploader_unknown_values_total.
-func unknownFields() []string {
-	return []string{"status", "failure_reason", "authentication_status", "verification_status", "identity_status", "check_status"}
-}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/incodesim"
+	"github.com/kioskd/kioskd/internal/logging"
 )
 
 const usageHead = `incode-sim: a local emulator of the Incode ID API (POST /omni/incode-id/authenticate,
@@ -108,9 +109,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	var handler slog.Handler
 	switch *logFormat {
 	case "text":
-		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: logging.Milliseconds})
 	case "json":
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: logging.Milliseconds})
 	default:
 		problems = append(problems, fmt.Sprintf("--log-format %q: want text or json", *logFormat))
 		handler = slog.NewTextHandler(stderr, nil)

@@ -46,7 +46,10 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(fs *fla
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {
-	cfg, _, code := loadConfig("check-config", args, stderr, nil)
+	var print bool
+	cfg, _, code := loadConfig("check-config", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&print, "print", false, "print the merged configuration, each value with the file and line it came from")
+	})
 	if code != 0 {
 		return code
 	}
@@ -64,6 +67,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	if print {
+		return printConfig(cfg, stdout, stderr)
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", cfg.Path)
 	// Where the face images are kept, and with which key: an operator
 	// backing up or wiping a box needs both.
@@ -71,6 +77,28 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "queue: %s, encrypted (AES-256-GCM) with the %s\n", cfg.Queue.Path, cfg.Queue.KeySource)
 	} else {
 		fmt.Fprintf(stdout, "queue: %s, NOT encrypted (queue.encrypt: false)\n", cfg.Queue.Path)
+	}
+	return 0
+}
+
+// printConfig writes the configuration kioskd would run with: the main file
+// and its drop-ins merged, defaults filled in, secrets left out.
+func printConfig(cfg *config.Config, stdout, stderr io.Writer) int {
+	src, err := config.Sources(cfg.Path)
+	if err == nil {
+		var dropIns []string
+		if dropIns, err = config.DropIns(cfg.Path); err == nil {
+			fmt.Fprintf(stdout, "# kioskd configuration from %s", cfg.Path)
+			for _, d := range dropIns {
+				fmt.Fprintf(stdout, "\n#   then %s", d)
+			}
+			fmt.Fprint(stdout, "\n# each value: the file:line it came from, or default; secrets are not shown\n")
+			err = config.WriteAnnotated(stdout, cfg, src)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cfg.Path, err)
+		return 2
 	}
 	return 0
 }

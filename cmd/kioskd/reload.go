@@ -6,6 +6,7 @@ import (
 
 	"github.com/kioskd/kioskd/agent"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/logging"
 )
 
 // messageSetter is the display's live-reload hook.
@@ -23,7 +24,7 @@ func reload(log *slog.Logger, lvl *slog.LevelVar, old *config.Config, ag *agent.
 	}
 	applied := []string{}
 	if fresh.Log.Level != old.Log.Level {
-		lvl.Set(parseLevel(fresh.Log.Level))
+		lvl.Set(logging.ParseLevel(fresh.Log.Level))
 		applied = append(applied, "log.level")
 	}
 	if !reflect.DeepEqual(fresh.Capture, old.Capture) {

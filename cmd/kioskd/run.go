@@ -9,8 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -27,7 +27,9 @@ import (
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/events"
+	"github.com/kioskd/kioskd/internal/clockcheck"
 	"github.com/kioskd/kioskd/internal/httpserve"
+	"github.com/kioskd/kioskd/internal/logging"
 	"github.com/kioskd/kioskd/internal/sdnotify"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
@@ -41,37 +43,37 @@ func buildInfo() string {
 		version, runtime.Version(), runtime.GOOS, runtime.GOARCH, gocv.OpenCVVersion(), gocv.Version())
 }
 
+// newLogger writes JSON (or text) lines to w; when w is the journal stream
+// systemd gave kioskd, each line carries its syslog priority.
 func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	lvl := new(slog.LevelVar)
-	lvl.Set(parseLevel(cfg.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), lvl
-	}
-	return slog.New(slog.NewJSONHandler(w, opts)), lvl
+	lvl.Set(logging.ParseLevel(cfg.Level))
+	f, _ := w.(*os.File)
+	return logging.New(w, logging.Options{Level: lvl, Format: cfg.Format, Journal: logging.JournalStream(f, os.Getenv)}), lvl
 }
 
-func parseLevel(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
-}
-
-func newRegistry() *prometheus.Registry {
+// newRegistry holds the process-wide collectors. The Go collector keeps its
+// base series (goroutines, threads, GC pauses) without the 25 MemStats ones
+// (process_resident_memory_bytes says what an operator needs): a fleet pays for every series of every door,
+// and the e2e series budget test counts them.
+func newRegistry(dev config.Device) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		collectors.NewGoCollector(
+			collectors.WithGoCollectorMemStatsMetricsDisabled(),
+			// GOGC, GOMEMLIMIT and GOMAXPROCS are settings, not health.
+			collectors.WithoutGoCollectorRuntimeMetrics(regexp.MustCompile(`.*`)),
+		),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// source_id and mode tie a Prometheus target to its door, so that a
+		// dashboard or an alert route can name the door, not an address.
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "kioskd_build_info",
-			Help:        "Build information; always 1.",
-			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "opencv": gocv.OpenCVVersion()},
+			Name: "kioskd_build_info",
+			Help: "Build and door information; always 1.",
+			ConstLabels: prometheus.Labels{
+				"version": version, "goversion": runtime.Version(), "opencv": gocv.OpenCVVersion(),
+				"source_id": dev.SourceID, "mode": dev.Mode,
+			},
 		}, func() float64 { return 1 }),
 	)
 	return reg
@@ -93,7 +95,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer signal.Stop(sigs)
 
 	notifier := sdnotify.New(log)
-	reg := newRegistry()
+	reg := newRegistry(cfg.Device)
 	log.Info("starting",
 		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfg.Path,
 		"source_id", cfg.Device.SourceID, "mode", cfg.Device.Mode,
@@ -125,6 +127,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	api, err := uploader.New(cfg.Incode, "kioskd/"+version, log, reg)
 	if err != nil {
 		log.Error("incode client", "err", err)
+		return 1
+	}
+	// A wrong clock fails every TLS handshake: say so, rather than only
+	// showing everyone "offline".
+	clock, err := clockcheck.New(builtAt(), log, reg)
+	if err != nil {
+		log.Error("clock check", "err", err)
 		return 1
 	}
 
@@ -174,7 +183,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	// Sinks (the event log, the panel) are added to the recorder here.
 	rec := decision.NewRecorder(log, reg)
-	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg, Recorder: rec}
+	deps := agent.Deps{Camera: cam, Selector: sel, API: clockWatch{api, clock}, Door: door, Log: log, Reg: reg, Recorder: rec}
 	if evlog != nil {
 		// First, so that the event is on disk before anything else,
 		// the decision line included.
@@ -279,7 +288,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	})
 	if cfg.Metrics.Listen != "" {
-		h := httpserve.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
+		h := httpserve.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK, clock.Err))
 		g.Go(func() error {
 			ln, err := httpserve.Listen(gctx, "metrics", cfg.Metrics.Listen)
 			if err != nil {

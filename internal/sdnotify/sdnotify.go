@@ -42,7 +42,7 @@ func (n *Notifier) Watchdog(ctx context.Context, healthy func(maxAge time.Durati
 	if err != nil || interval <= 0 {
 		return nil
 	}
-	n.log.Info("systemd watchdog enabled", "interval", interval.String())
+	n.log.Info("systemd watchdog enabled", "interval", interval)
 	t := time.NewTicker(interval / 2)
 	defer t.Stop()
 	for {
