@@ -64,7 +64,7 @@ check-alerts:
 	@scripts/check-alerts.sh
 
 # Debian packages for amd64 and arm64 into out/deb (arm64 is cross-built
-# against a sysroot cached in .cache/arm64-sysroot; see README "Installing").
+# against a sysroot cached in ~/.cache/kioskd/arm64-sysroot; see README "Installing").
 deb: deps-test
 	@scripts/deb.sh amd64 $(OUT)/deb
 	@scripts/deb.sh arm64 $(OUT)/deb

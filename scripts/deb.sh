@@ -8,7 +8,7 @@
 #   VERSION       what `kioskd version` prints (default: git describe)
 #   DEB_MAINTAINER  the Maintainer field (default: kioskd maintainers <kioskd@example.org>)
 #   SYSROOT_DIR   arm64: where scripts/arm64-sysroot.sh caches the sysroot
-#                 (default .cache/arm64-sysroot, gitignored)
+#                 (default ~/.cache/kioskd/arm64-sysroot, kept between builds and clones)
 #
 # amd64 is built natively. arm64 is cross-built with aarch64-linux-gnu-gcc
 # (crossbuild-essential-arm64) against Debian 12's arm64 OpenCV unpacked into
@@ -27,7 +27,7 @@ if [[ ${1:-} == --binary ]]; then
 fi
 arch=${1:?usage: $0 [--binary FILE] amd64|arm64 [OUTDIR]}
 out=${2:-out/deb}
-sysroot_dir=${SYSROOT_DIR:-.cache/arm64-sysroot}
+sysroot_dir=${SYSROOT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kioskd/arm64-sysroot}
 
 # 0.0~gitYYYYMMDDhhmmss.HASH orders by commit time, so a later build of main
 # upgrades an earlier one; a tag vX.Y.Z gives X.Y.Z.
