@@ -5,7 +5,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin
-GO_TEST_TIMEOUT ?= 12m
+GO_TEST_TIMEOUT ?= 25m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 FUZZTIME ?= 5s
 DURATION ?= 30m
@@ -13,7 +13,7 @@ OUT ?= out
 # Screenshots of the kiosk page and other artefacts of the end-to-end tests.
 KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
-.PHONY: all deps deps-test build demo test unit race lint fuzz check-systemd check-alerts bench soak reliability screens clean
+.PHONY: all deps deps-test build demo test unit race lint fuzz check-systemd check-alerts bench soak reliability screens deb package-test clean
 
 all: build
 
@@ -29,9 +29,10 @@ build: deps
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd ./cmd/kioskd
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/incode-sim ./cmd/incode-sim
 
-# Run the whole agent against the bundled emulator on the bundled clip.
+# Run the whole agent against the bundled emulator on the bundled clip, or
+# at a desk: make demo CAMERA=/dev/video0 ENROLL=DIR (a folder of selfies).
 demo: build
-	@scripts/demo.sh
+	@CAMERA=$(CAMERA) ENROLL=$(ENROLL) scripts/demo.sh
 
 # Every test: unit, end-to-end, browser, fuzz (briefly), lint, systemd and alert rules.
 test: deps-test lint unit race fuzz check-systemd check-alerts
@@ -61,6 +62,17 @@ check-systemd:
 
 check-alerts:
 	@scripts/check-alerts.sh
+
+# Debian packages for amd64 and arm64 into out/deb (arm64 is cross-built
+# against a sysroot cached in ~/.cache/kioskd/arm64-sysroot; see README "Installing").
+deb: deps-test
+	@scripts/deb.sh amd64 $(OUT)/deb
+	@scripts/deb.sh arm64 $(OUT)/deb
+
+# Build both packages, lintian, arm64 under qemu-user, and install, upgrade,
+# downgrade, remove and purge on this machine (root). CI runs it after make test.
+package-test: deps-test
+	@scripts/package-test.sh
 
 # docs/screens.md and its pictures, from the browser test of every screen.
 screens: deps-test

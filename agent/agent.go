@@ -34,6 +34,12 @@ type Camera interface {
 	State() camera.State
 }
 
+// unpacedCamera is a camera whose frames wait for the loop (a clip replayed
+// as fast as possible).
+type unpacedCamera interface {
+	Unpaced() bool
+}
+
 // Selector turns frames into guidance and chosen shots, and keeps the
 // brute-force guard; frame loop only.
 type Selector interface {
@@ -252,17 +258,34 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 	defer pv.close()
 	busy, lit := false, false
 	var lockedUntil time.Time // the lockout last recorded as an event
+	// A clip replayed as fast as possible waits for each decision, as its
+	// frames wait for the loop: otherwise how many frames pass unexamined
+	// during an upload would depend on the machine, and so would the
+	// decisions that follow.
+	uc, ok := a.d.Camera.(unpacedCamera)
+	waitDecisions := ok && uc.Unpaced()
+	settled := func(out decision.Outcome) {
+		busy = false
+		if until := a.settle(out); !until.IsZero() {
+			lockedUntil = until
+			a.recordLockout(until)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if busy && waitDecisions {
+			select {
+			case out := <-a.decided:
+				settled(out)
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		select {
 		case out := <-a.decided:
-			busy = false
-			if until := a.settle(out); !until.IsZero() {
-				lockedUntil = until
-				a.recordLockout(until)
-			}
+			settled(out)
 		case c := <-a.recfg:
 			a.applyCapture(c)
 		default:

@@ -122,11 +122,18 @@ type Source struct {
 	abandoned []*worker
 	failures  int     // reopens since the last good frame
 	downWarn  repeats // "down, reopening" warnings, rate-limited
+	frameWarn repeats // "skipping a frame" warnings of a live camera
 	nextOpen  time.Time
 	opened    bool // a device has been opened at least once
 	rewinding bool // reopening a looping file: not a reconnect
 	lastGood  time.Time
 	nextDue   time.Time
+	// fileStart and fileN date a file or folder source's frames on the
+	// clip's own clock: frame fileN of a pass is at fileStart + fileN/fps;
+	// newPass is set when a pass (re)starts (fileTime).
+	fileStart time.Time
+	fileN     int64
+	newPass   bool
 	badFile   int
 	ended     bool
 	ffmpegEnv string // set before each open of a URL; empty when the operator set it
@@ -153,7 +160,7 @@ func Open(cfg config.Camera, log *slog.Logger, reg prometheus.Registerer, opts .
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, workers: map[*worker]struct{}{}}
+	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, workers: map[*worker]struct{}{}, newPass: true}
 	if o.open == nil {
 		if err := precheck(k, spec); err != nil {
 			return nil, err
@@ -195,7 +202,42 @@ func (s *Source) setState(st State) {
 	}
 }
 
+// Unpaced reports whether this is a file or folder source read as fast as
+// the consumer reads (camera.realtime false): its frames wait for the
+// consumer, so the consumer may wait for its own work too, and the frame
+// times come from the clip's frame rate alone.
+func (s *Source) Unpaced() bool { return s.kind.file() && !s.cfg.Realtime }
+
+// fileTime is the capture time of a file or folder source's next frame on
+// the clip's own clock: frame n of a pass is dated n/fps after the pass's
+// first frame. A clip replayed as fast as possible therefore carries the
+// same frame times, and so gets the same presence, window and cooldown
+// decisions, as the same clip paced like a camera, however busy the
+// machine is. Each pass (a loop starts a new one) begins at the wall clock
+// or one interval after the last frame, whichever is later, so that a paced
+// replay's frame times do not drift from the wall clock over many passes
+// and an unpaced one's never go back.
+func (s *Source) fileTime(now time.Time) time.Time {
+	at := func(n int64) time.Time {
+		return s.fileStart.Add(time.Duration(float64(n) * float64(time.Second) / s.cfg.FPS))
+	}
+	if s.newPass {
+		start := now
+		if !s.fileStart.IsZero() {
+			if next := at(s.fileN + 1); next.After(start) {
+				start = next
+			}
+		}
+		s.fileStart, s.fileN, s.newPass = start, 0, false
+		return start
+	}
+	s.fileN++
+	return at(s.fileN)
+}
+
 // Read fills dst with the next live frame and returns its capture time.
+// For a file or folder source that is the frame's time on the clip's own
+// clock (see fileTime), not the moment it was read.
 // It never blocks much longer than a second: while the camera is down it
 // returns an error wrapping ErrUnavailable and keeps reconnecting with
 // capped backoff on later calls. At the end of a non-looping file or folder
@@ -289,7 +331,7 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		if s.cfg.Loop {
 			s.log.Debug("camera: end of input, looping")
 			s.nextOpen = time.Time{}
-			s.rewinding = true
+			s.rewinding, s.newPass = true, true
 			return time.Time{}, false, nil
 		}
 		s.ended = true
@@ -299,6 +341,15 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.readErrors.Inc()
 		s.fail("read", errors.New("the device returned no frame"))
 		return time.Time{}, true, fmt.Errorf("camera: read: no frame: %w", ErrUnavailable)
+	case r.err != nil && isImageError(r.err) && s.kind.live():
+		// One bad frame from a live camera (a USB transfer cut short) is
+		// skipped and counted; the camera is not down for it.
+		s.m.readErrors.Inc()
+		s.m.rejected.WithLabelValues(r.err.(*ImageError).Reason).Inc()
+		if left, ok := s.frameWarn.allow(r.err.Error(), s.o.now()); ok {
+			s.log.Warn("camera: skipping a frame", "err", r.err, "repeated", left)
+		}
+		return time.Time{}, false, nil
 	case r.err != nil:
 		s.m.readErrors.Inc()
 		if s.kind.file() {
@@ -346,6 +397,9 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.downWarn = repeats{} // the next outage is news again
 	}
 	s.setState(StateUp)
+	if s.kind.file() {
+		return s.fileTime(now), true, nil
+	}
 	return r.ts, true, nil
 }
 

@@ -330,6 +330,44 @@ func TestRealtimePacesAtFPS(t *testing.T) {
 	}
 }
 
+// TestUnpacedFramesKeepTheClipsClock: read as fast as possible, a clip's
+// frames are still dated one frame interval apart, across a loop too, so
+// that capture's presence, window and cooldown see the clip's own timing.
+func TestUnpacedFramesKeepTheClipsClock(t *testing.T) {
+	testmedia.CheckMats(t)
+	cfg := liveCfg()
+	cfg.Source = writeClip(t, 4)
+	cfg.Realtime = false
+	cfg.Loop = true
+	cfg.FPS = 15
+	r := newRig(t, cfg, nil)
+	if !r.src.Unpaced() {
+		t.Fatal("an unpaced clip says it is paced")
+	}
+	start := r.clk.Now()
+	var stamps []time.Time
+	for len(stamps) < 10 { // two and a half passes of the clip
+		ts, err := r.read(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamps = append(stamps, ts)
+	}
+	if !r.clk.Now().Equal(start) {
+		t.Fatalf("the test clock moved: the reads were paced")
+	}
+	for i, ts := range stamps {
+		want := start.Add(time.Duration(float64(i) * float64(time.Second) / 15))
+		if d := ts.Sub(want); d < -time.Microsecond || d > time.Microsecond {
+			t.Errorf("frame %d dated %v, want %v (frame %d of the clip's clock)", i, ts.Sub(start), want.Sub(start), i)
+		}
+	}
+	live := newRig(t, liveCfg(), newFakeCamera())
+	if live.src.Unpaced() {
+		t.Error("a live camera says it is unpaced")
+	}
+}
+
 func TestImageFolder(t *testing.T) {
 	testmedia.CheckMats(t)
 	dir := t.TempDir()

@@ -36,6 +36,11 @@ type ImageError struct {
 func (e *ImageError) Error() string { return e.Err.Error() }
 func (e *ImageError) Unwrap() error { return e.Err }
 
+func isImageError(err error) bool {
+	_, ok := err.(*ImageError)
+	return ok
+}
+
 func imageErr(reason, format string, args ...any) error {
 	return &ImageError{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
@@ -116,6 +121,10 @@ func CheckImage(b []byte, maxPixels int) error {
 }
 
 func imageSize(b []byte) (w, h int, format string, err error) {
+	if len(b) >= 2 && b[0] == 0xFF && b[1] == 0xD8 {
+		w, h, err = jpegSize(b)
+		return w, h, "jpeg", err
+	}
 	if len(b) >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' {
 		w, h, err = netpbmSize(b)
 		return w, h, "netpbm", err
@@ -194,4 +203,41 @@ func checkJPEGComplete(b []byte) error {
 		return imageErr(RejectTruncated, "JPEG image has no scan")
 	}
 	return nil
+}
+
+// jpegSize reads the frame size from a JPEG's SOF segment without decoding
+// or allocating: it runs on every frame of an MJPEG camera.
+func jpegSize(b []byte) (int, int, error) {
+	i := 2
+	for i+4 <= len(b) {
+		if b[i] != 0xFF {
+			return 0, 0, errors.New("jpeg: marker expected")
+		}
+		m := b[i+1]
+		switch {
+		case m == 0xFF: // fill byte
+			i++
+			continue
+		case m == 0x01 || (m >= 0xD0 && m <= 0xD7): // no length
+			i += 2
+			continue
+		case m == 0xD9 || m == 0xDA:
+			return 0, 0, errors.New("jpeg: no frame header before the scan")
+		}
+		n := int(b[i+2])<<8 | int(b[i+3])
+		if n < 2 || i+2+n > len(b) {
+			return 0, 0, errors.New("jpeg: segment runs past the end")
+		}
+		// SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+		if m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC {
+			if n < 7 {
+				return 0, 0, errors.New("jpeg: short frame header")
+			}
+			h := int(b[i+5])<<8 | int(b[i+6])
+			w := int(b[i+7])<<8 | int(b[i+8])
+			return w, h, nil
+		}
+		i += 2 + n
+	}
+	return 0, 0, errors.New("jpeg: no frame header")
 }

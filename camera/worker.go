@@ -276,6 +276,11 @@ func (s *Source) rawFrame(rd *rawDecoder, dev Device, mat gocv.Mat, buf []byte, 
 		r.err = err
 		return buf, r
 	}
+	// A frame larger than configured or cut short is refused before it is
+	// decoded, as a picture from a folder is.
+	if r.err = CheckImage(pkt, s.cfg.MaxPixels); r.err != nil {
+		return buf, r
+	}
 	var repeat bool
 	buf, repeat, r.err = rd.decode(pkt, buf)
 	if r.err == nil {

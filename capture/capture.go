@@ -55,6 +55,9 @@ type Analysis struct {
 	Score      float64
 	Accepted   bool
 	Reasons    []Reason
+	// Unconfirmed counts the faces the main cascade found that the second
+	// detector did not confirm; they are not in Faces.
+	Unconfirmed int
 }
 
 // Shot is the frame chosen for upload.
@@ -143,9 +146,9 @@ type Selector struct {
 	prevTS  time.Time     // frame time of the previous frame analysed
 	halfGap time.Duration // half the time since then (window rounding)
 
-	mu           sync.Mutex
-	busy         bool
-	cooldownFrom time.Time // set by SetBusy(false); zero when none pending
+	mu       sync.Mutex
+	busy     bool
+	answered bool // set by SetBusy(false): the next frame starts the cooldown
 }
 
 // maxFrameGap bounds the frame interval used to round the window: after a
@@ -185,7 +188,7 @@ func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts .
 	}
 	s.m = m
 	log.Info("capture: ready", "cascade", cfg.Cascade, "window_px", p.win.X, "min_face_px", cfg.MinFacePx,
-		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "")
+		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "", "verify_cascade", cfg.VerifyCascade)
 	return s, nil
 }
 
@@ -197,12 +200,13 @@ func (s *Selector) Close() error {
 }
 
 // SetBusy is true while a decision is in flight: frames are not analysed.
-// False starts the cooldown, so the same presence does not trigger again.
+// False starts the cooldown at the next frame's time, so the same presence
+// does not trigger again.
 func (s *Selector) SetBusy(busy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.busy && !busy {
-		s.cooldownFrom = s.now()
+		s.answered = true
 	}
 	s.busy = busy
 }
@@ -243,20 +247,27 @@ func (s *Selector) Encode(frame gocv.Mat, face image.Rectangle) (*Shot, error) {
 // frame of the window becomes an EventShot; after it, cooldown until the
 // face leaves or the cooldown passes; during a lockout (see Failed) it
 // detects nothing.
+//
+// Presence, window and cooldown run on the frame times ts alone, never on
+// the wall clock: a clip replayed faster than real time gets the same
+// decisions as the same clip paced like a camera. (The brute-force guard
+// keeps wall-clock times: they outlive the process.)
 func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 	if s.det == nil {
 		return Event{}, errors.New("capture: selector closed")
 	}
 	now := s.now()
 	s.mu.Lock()
-	busy, cooldownFrom := s.busy, s.cooldownFrom
-	s.cooldownFrom = time.Time{}
+	busy, answered := s.busy, s.answered && !s.busy
+	if answered {
+		s.answered = false
+	}
 	s.mu.Unlock()
 	if busy {
 		return Event{Kind: EventNone}, nil
 	}
-	if !cooldownFrom.IsZero() {
-		s.enterCooldown(cooldownFrom)
+	if answered {
+		s.enterCooldown(ts)
 	}
 
 	if s.state == stLocked {
@@ -296,6 +307,7 @@ func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 		for _, r := range a.Reasons {
 			s.m.rejections[r].Inc()
 		}
+		s.m.unconfirmed.Add(float64(a.Unconfirmed))
 	}
 	return s.advance(frame, ts, now, a)
 }
@@ -310,7 +322,7 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 	switch s.state {
 	case stCooldown:
 		left := s.absent >= s.cfg.AbsentFrames
-		if left || now.Sub(s.cooldownAt) >= s.cfg.Cooldown {
+		if left || ts.Sub(s.cooldownAt) >= s.cfg.Cooldown {
 			s.resetPresence()
 			if left {
 				return Event{Kind: EventIdle, Analysis: a}, nil
@@ -394,7 +406,7 @@ func (s *Selector) guidance(a Analysis) Event {
 func (s *Selector) shoot(now, ts time.Time, a Analysis) (Event, error) {
 	shot, err := s.enc.encode(s.best, s.bestA.Faces[0])
 	firstSeen, presentAt, best, bestTS := s.firstSeen, s.presentAt, s.bestA, s.bestTS
-	s.enterCooldown(now)
+	s.enterCooldown(ts)
 	if err != nil {
 		return Event{Kind: EventNone, Analysis: a}, fmt.Errorf("capture: %w", err)
 	}

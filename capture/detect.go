@@ -56,6 +56,18 @@ const (
 	// of an unchanged scene finds what the last one found. Once a second
 	// it cost 3.5% of a core on a static 1280x720 scene, most of the budget.
 	forceFullEvery = 300
+	// emptyBudgetPx is the detection-image area (that of a 1280x720 frame's)
+	// searched on every emptySearchEvery-th frame of a moving scene with
+	// nobody in it; larger detection images are searched proportionally
+	// less often. A moving background (a corridor with people passing, a
+	// panning or auto-exposing camera) defeats the change test, and a
+	// whole-frame search on every frame of it cost a whole core at 1280x720
+	// (issue 18). Once a face is found, every frame is searched again.
+	emptyBudgetPx    = 426 * 240
+	emptySearchEvery = 3
+	// emptyFineEvery: on a moving empty scene every emptyFineEvery-th
+	// search uses the fine pyramid, the others the coarse one.
+	emptyFineEvery = 4
 )
 
 // validFrame says why a frame cannot be analysed, or "" when it can.
@@ -203,6 +215,9 @@ type detector struct {
 	haveFaceThumb bool
 	wakeMissed    bool // the coarse first look at a change found nobody
 	emptyRuns     int  // consecutive searches that found no face
+	// skip counts the frames of a moving empty scene left until the next
+	// search; emptySearches the searches of it (for the fine one).
+	skip, emptySearches int
 
 	// warnSmall is set when a configured detect_width cannot see minFace.
 	warnSmall func(effective int)
@@ -283,15 +298,7 @@ func (d *detector) setSize(w, h int) {
 func (d *detector) prepare(frame gocv.Mat) {
 	d.setSize(frame.Cols(), frame.Rows())
 	// Grey first: resampling one channel costs a third of three.
-	src := frame
-	switch frame.Channels() {
-	case 3:
-		gocv.CvtColor(frame, &d.fullGray, gocv.ColorBGRToGray)
-		src = d.fullGray
-	case 4:
-		gocv.CvtColor(frame, &d.fullGray, gocv.ColorBGRAToGray)
-		src = d.fullGray
-	}
+	src := grey(frame, &d.fullGray)
 	region := src.Region(d.crop)
 	if d.scale == 1 {
 		region.CopyTo(&d.gray)
@@ -300,6 +307,20 @@ func (d *detector) prepare(frame gocv.Mat) {
 	}
 	region.Close()
 	d.clahe.Apply(d.gray, &d.gray)
+}
+
+// grey is src in grey: converted into buf when it has colour, src itself
+// when it is grey already.
+func grey(src gocv.Mat, buf *gocv.Mat) gocv.Mat {
+	switch src.Channels() {
+	case 3:
+		gocv.CvtColor(src, buf, gocv.ColorBGRToGray)
+		return *buf
+	case 4:
+		gocv.CvtColor(src, buf, gocv.ColorBGRAToGray)
+		return *buf
+	}
+	return src
 }
 
 // thumbnail makes the change-test thumbnail straight from the frame: an
@@ -312,15 +333,7 @@ func (d *detector) prepare(frame gocv.Mat) {
 func (d *detector) thumbnail(frame gocv.Mat) {
 	w, h := max(frame.Cols()/8, 1), max(frame.Rows()/8, 1)
 	gocv.Resize(frame, &d.sample, image.Pt(w, h), 0, 0, gocv.InterpolationLinear)
-	src := d.sample
-	switch d.sample.Channels() {
-	case 3:
-		gocv.CvtColor(d.sample, &d.sampleGray, gocv.ColorBGRToGray)
-		src = d.sampleGray
-	case 4:
-		gocv.CvtColor(d.sample, &d.sampleGray, gocv.ColorBGRAToGray)
-		src = d.sampleGray
-	}
+	src := grey(d.sample, &d.sampleGray)
 	tw := min(thumbWidth, w)
 	th := max(h*tw/w, 1)
 	gocv.Resize(src, &d.thumb, image.Pt(tw, th), 0, 0, gocv.InterpolationArea)
@@ -419,6 +432,13 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				d.sinceFull++
 				return res
 			}
+			if d.skip > 0 {
+				// Nobody was there a frame or two ago, and the scene keeps
+				// moving: the search budget of an empty scene.
+				d.skip--
+				d.sinceFull++
+				return res
+			}
 			woke = true
 		}
 	}
@@ -447,12 +467,19 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				// The safety look at a scene that has not changed: coarse
 				// is enough, and it comes every forceFullEvery frames.
 				scale = checkScaleFactor
-			case woke && !d.wakeMissed:
-				// Something moved in an empty scene: the first look is coarse
-				// too (22 ms instead of 40 ms at 1280x720), so that the frames
-				// that count a new presence keep the camera's pace; if it
-				// finds nobody, the next frame gets the fine search.
+			case woke && d.emptyRuns < confirmEmpty+emptyFineEvery && !d.wakeMissed:
+				// Something moved in a scene that was still: the first look
+				// is coarse too (22 ms instead of 40 ms at 1280x720), so that
+				// the frames that count a new presence keep the camera's
+				// pace; if it finds nobody, the next frame gets the fine search.
 				scale, wake = checkScaleFactor, true
+			case woke && d.emptyRuns >= confirmEmpty+emptyFineEvery:
+				// A scene that keeps moving with nobody in it: mostly
+				// coarse, and only every few frames (see emptyBudgetPx).
+				d.emptySearches++
+				if d.emptySearches%emptyFineEvery != 0 {
+					scale = checkScaleFactor
+				}
 			}
 			found = d.full(scale)
 			res.ran, res.full = true, true
@@ -470,8 +497,11 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		d.last = append(d.last[:0], found...)
 		if len(found) == 0 {
 			d.emptyRuns++
+			if woke && d.emptyRuns >= confirmEmpty+emptyFineEvery {
+				d.skip = d.emptySkip()
+			}
 		} else {
-			d.emptyRuns = 0
+			d.emptyRuns, d.emptySearches = 0, 0
 		}
 		d.wakeMissed = wake && len(found) == 0
 		if len(found) == 0 && changeThreshold > 0 && !d.wakeMissed {
@@ -488,6 +518,15 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		}
 	}
 	return d.finish(res, found)
+}
+
+// emptySkip is how many frames of a moving empty scene follow a search
+// unsearched: emptySearchEvery-1 for a detection image of emptyBudgetPx or
+// less, proportionally more for larger ones, so that an empty moving scene
+// costs about the same share of a core whatever the camera's resolution.
+func (d *detector) emptySkip() int {
+	area := float64(d.smallSize.X * d.smallSize.Y)
+	return max(int(math.Ceil(emptySearchEvery*area/emptyBudgetPx))-1, emptySearchEvery-1)
 }
 
 // finish maps found (detection coordinates) to the frame, largest first.
@@ -510,6 +549,7 @@ func (d *detector) toFull(r image.Rectangle) image.Rectangle {
 
 // reset forgets tracking state, e.g. after detection was paused.
 func (d *detector) reset() {
+	d.skip, d.emptySearches = 0, 0
 	d.last = nil
 	d.sinceFull = 0
 	d.haveThumb = false

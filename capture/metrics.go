@@ -11,6 +11,8 @@ type metrics struct {
 	shots      prometheus.Counter
 	rejections map[Reason]prometheus.Counter
 	lockouts   prometheus.Counter
+	// unconfirmed counts faces the second detector did not confirm.
+	unconfirmed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,6 +30,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kioskd_capture_lockouts_total",
 			Help: "Times the per-device attempt cap locked capture.",
 		}),
+		unconfirmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kioskd_capture_unconfirmed_faces_total",
+			Help: "Faces the main cascade found that the second, independent detector (verify_cascade) did not confirm; they are ignored.",
+		}),
 		rejections: map[Reason]prometheus.Counter{},
 	}
 	rej := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -37,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range AllReasons() {
 		m.rejections[r] = rej.WithLabelValues(string(r))
 	}
-	for _, c := range []prometheus.Collector{m.detect, m.shots, m.lockouts, rej} {
+	for _, c := range []prometheus.Collector{m.detect, m.shots, m.lockouts, m.unconfirmed, rej} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("capture: register metrics: %w", err)
 		}

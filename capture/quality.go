@@ -43,9 +43,10 @@ func AllReasons() []Reason { return append([]Reason(nil), guidanceOrder...) }
 
 // scorer measures a face. Its Mats are reused.
 type scorer struct {
-	cfg  config.Capture
-	eyes *gocv.CascadeClassifier
-	eyeW image.Point
+	cfg    config.Capture
+	eyes   *gocv.CascadeClassifier
+	eyeW   image.Point
+	verify *verifier // nil: no second detector
 
 	face, faceGray, lap, mean, std gocv.Mat
 }
@@ -59,6 +60,9 @@ func newScorer(cfg config.Capture, eyes *gocv.CascadeClassifier, eyeWin image.Po
 }
 
 func (s *scorer) Close() {
+	if s.verify != nil {
+		s.verify.Close()
+	}
 	for _, m := range []*gocv.Mat{&s.face, &s.faceGray, &s.lap, &s.mean, &s.std} {
 		m.Close()
 	}
@@ -87,7 +91,8 @@ func (s *scorer) thresholds(frameH int) map[string]float64 {
 // first). frame has been validated.
 func (s *scorer) analyse(frame gocv.Mat, faces []image.Rectangle) Analysis {
 	w, h := frame.Cols(), frame.Rows()
-	a := Analysis{Faces: faces, Thresholds: s.thresholds(h)}
+	faces, dropped := s.verify.confirmed(frame, faces)
+	a := Analysis{Faces: faces, Thresholds: s.thresholds(h), Unconfirmed: dropped}
 	q := &a.Quality
 	q.Faces = significantFaces(faces)
 	if len(faces) == 0 {

@@ -48,6 +48,18 @@ func newParts(cfg config.Capture, log *slog.Logger, now func() time.Time) (*part
 	} else {
 		p.sc = newScorer(cfg, nil, image.Point{})
 	}
+	if cfg.VerifyCascade != "" {
+		vc, vwin, err := loadCascade(cfg.VerifyCascade)
+		if err != nil {
+			face.Close()
+			p.sc.Close()
+			if p.eyes != nil {
+				p.eyes.Close()
+			}
+			return nil, fmt.Errorf("capture: verify cascade: %w", err)
+		}
+		p.sc.verify = newVerifier(vc, vwin)
+	}
 	p.minDetect = max(int(float64(cfg.MinFacePx)*detectMargin), win.X)
 	p.det = newDetector(face, win, p.minDetect, cfg.DetectWidth)
 	warned := map[int]bool{}
@@ -111,6 +123,6 @@ func (s *Selector) Reconfigure(cfg config.Capture) error {
 		s.resetPresence()
 	}
 	s.log.Info("capture: reconfigured", "cascade", cfg.Cascade, "window_px", p.win.X, "min_face_px", cfg.MinFacePx,
-		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "")
+		"detect_min_face_px", p.minDetect, "detect_width", cfg.DetectWidth, "eyes", cfg.EyesCascade != "", "verify_cascade", cfg.VerifyCascade)
 	return nil
 }

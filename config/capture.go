@@ -6,8 +6,11 @@ import "time"
 type Capture struct {
 	Cascade     string `yaml:"cascade"`
 	EyesCascade string `yaml:"eyes_cascade"` // empty: no eye check
-	DetectWidth int    `yaml:"detect_width"` // 0: derived from min_face_px
-	MinFacePx   int    `yaml:"min_face_px"`
+	// VerifyCascade is a second, independently trained face detector that
+	// must confirm every face the main cascade finds; empty: no second check.
+	VerifyCascade string `yaml:"verify_cascade"`
+	DetectWidth   int    `yaml:"detect_width"` // 0: derived from min_face_px
+	MinFacePx     int    `yaml:"min_face_px"`
 	// MaxFaceFraction rejects faces taller than this share of the frame ("step back").
 	MaxFaceFraction float64 `yaml:"max_face_fraction"`
 	MaxCenterOffset float64 `yaml:"max_center_offset"` // share of frame size
@@ -51,6 +54,7 @@ type Capture struct {
 
 func (c *Capture) defaults() {
 	c.Cascade = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
+	c.VerifyCascade = "/usr/share/opencv4/lbpcascades/lbpcascade_frontalface_improved.xml"
 	c.MinFacePx = 120
 	c.MaxFaceFraction = 0.9
 	c.MaxCenterOffset = 0.3

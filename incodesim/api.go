@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -380,7 +381,42 @@ func (s *Sim) match(img image.Image) *identity {
 			best, bestScore = id, h+t
 		}
 	}
-	return best
+	if best != nil {
+		return best
+	}
+	return s.recognise(img, ids)
+}
+
+// recognise is the second look: the same person in another picture.
+func (s *Sim) recognise(img image.Image, ids []*identity) *identity {
+	r, err := s.recogniseFace(img, ids)
+	if err != nil || !r.same {
+		return nil
+	}
+	return r.nearest
+}
+
+// recognition is the face recogniser's view of one upload.
+type recognition struct {
+	nearest *identity // the enrolled person whose face is closest
+	dist    float64   // LBPH distance to them
+	same    bool      // close enough, and the skin chroma agrees
+}
+
+func (s *Sim) recogniseFace(img image.Image, ids []*identity) (recognition, error) {
+	q, err := s.faces.sample(img)
+	if err != nil {
+		return recognition{}, err
+	}
+	label, dist, ok := s.faces.predict(q)
+	if !ok || label < 0 || label >= len(ids) || ids[label].person == nil || ids[label].label != label {
+		return recognition{}, nil
+	}
+	who := ids[label]
+	r := recognition{nearest: who, dist: dist,
+		same: dist <= s.faces.threshold && chromaMatches(*who.person, q)}
+	s.log.Debug("face recogniser", "nearest", who.FullName, "distance", math.Round(dist*10)/10, "same_person", r.same)
+	return r, nil
 }
 
 // scriptedIdentity is who a scripted PASS is: the first enrolled person,

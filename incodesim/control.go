@@ -270,8 +270,16 @@ func (s *Sim) enroll(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, nil, http.StatusOK, identityInfo{Name: old.FullName, File: old.File, VerificationID: old.VerificationID})
 		return
 	}
-	s.ids = append(s.ids, id)
+	// Labels are positions in s.ids, so the face is added under s.mu.
+	err = id.enrollFace(s.faces, len(s.ids))
+	if err == nil {
+		s.ids = append(s.ids, id)
+	}
 	s.mu.Unlock()
+	if err != nil {
+		s.writeError(w, r, nil, http.StatusInternalServerError, "enroll: "+err.Error())
+		return
+	}
 	s.log.Info("enrolled", "name", id.FullName, "verification_id", id.VerificationID)
 	s.notify(eventVerificationCompleted, "verification", id.VerificationID, id.Token)
 	s.writeJSON(w, nil, http.StatusCreated, identityInfo{Name: id.FullName, VerificationID: id.VerificationID})

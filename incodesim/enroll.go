@@ -30,6 +30,34 @@ type identity struct {
 	Token     string
 	CreatedAt time.Time
 	face      enrolledFace
+	// person is the normalised face of the enrolled picture, nil when the
+	// picture shows none; label is its label in the face model.
+	person *faceSample
+	label  int
+	// img is the decoded picture until enrollFace has used it.
+	img image.Image
+}
+
+// enrollFace finds the face in the enrolled picture and adds it to the
+// face model under label. A picture without a face is still enrolled for
+// the picture matcher.
+func (id *identity) enrollFace(m *faceModel, label int) error {
+	if id.img == nil {
+		return nil
+	}
+	s, err := m.sample(id.img)
+	id.img = nil
+	if errors.Is(err, errNoFace) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.enroll(label, s); err != nil {
+		return err
+	}
+	id.person, id.label = &s, label
+	return nil
 }
 
 // maxEnrollFiles bounds how many pictures are loaded from the folder.
@@ -103,6 +131,7 @@ func newIdentity(name string, data []byte, img image.Image, now time.Time) (*ide
 		Token:          tok,
 		CreatedAt:      now,
 		face:           enrolledFace{ras: reduce(img, workSide)},
+		img:            img,
 	}, nil
 }
 

@@ -40,6 +40,13 @@ type Options struct {
 	MaxBase64Bytes  int           // largest accepted base64Image; default 20 MiB
 	MaxImageSide    int           // largest accepted width or height; default 10000
 	MaxRecords      int           // requests kept for /_sim/requests; default 1000
+
+	// FaceCascade is the Haar frontal-face cascade of the face
+	// recogniser; default DefaultFaceCascade (Debian's opencv-data).
+	FaceCascade string
+	// FaceThreshold is the largest LBPH distance that is the same person;
+	// default DefaultFaceThreshold.
+	FaceThreshold float64
 }
 
 type limits struct {
@@ -67,6 +74,8 @@ type Sim struct {
 	hanging atomic.Int32
 	// inFlight counts API requests being served (GET /_sim/status).
 	inFlight atomic.Int32
+
+	faces *faceModel
 
 	mu        sync.Mutex
 	closed    bool
@@ -127,6 +136,12 @@ func New(opts Options, log *slog.Logger) (*Sim, error) {
 	if opts.MaxRecords <= 0 {
 		opts.MaxRecords = 1000
 	}
+	if opts.FaceCascade == "" {
+		opts.FaceCascade = DefaultFaceCascade
+	}
+	if opts.FaceThreshold <= 0 {
+		opts.FaceThreshold = DefaultFaceThreshold
+	}
 	hc := opts.WebhookClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
@@ -141,15 +156,28 @@ func New(opts Options, log *slog.Logger) (*Sim, error) {
 		maxSide:       opts.MaxImageSide,
 		maxPixels:     50_000_000,
 	}
+	faces, err := newFaceModel(opts.FaceCascade, opts.FaceThreshold)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("incodesim: %w", err))
+	}
 	var ids []*identity
-	if opts.EnrollDir != "" {
+	if opts.EnrollDir != "" && faces != nil {
 		ids, err = loadEnrollment(opts.EnrollDir, opts.Now(), lim)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("incodesim: %w", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		if faces != nil {
+			faces.Close()
+		}
 		return nil, err
+	}
+	for i, id := range ids {
+		if err := id.enrollFace(faces, i); err != nil {
+			faces.Close()
+			return nil, fmt.Errorf("incodesim: enroll %s: %w", id.File, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Sim{
@@ -162,13 +190,17 @@ func New(opts Options, log *slog.Logger) (*Sim, error) {
 		cancel: cancel,
 		sem:    make(chan struct{}, 64),
 		ids:    ids,
+		faces:  faces,
 		tokens: map[string]*identity{},
 		script: sc,
 		auths:  map[string]authRecord{},
 		idem:   map[string]cachedAnswer{},
 	}
 	for _, id := range ids {
-		log.Info("enrolled", "name", id.FullName, "file", id.File, "verification_id", id.VerificationID)
+		log.Info("enrolled", "name", id.FullName, "file", id.File, "verification_id", id.VerificationID, "face", id.person != nil)
+		if id.person == nil {
+			log.Warn("no face found in the enrolled picture: only the picture itself will PASS", "file", id.File)
+		}
 		s.notify(eventVerificationCompleted, "verification", id.VerificationID, id.Token)
 	}
 	if len(ids) == 0 {
@@ -188,7 +220,7 @@ func (s *Sim) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	return nil
+	return s.faces.Close()
 }
 
 // Done is closed when Close begins, so that a server can stop waiting for

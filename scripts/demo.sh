@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # demo.sh — run kioskd on the bundled clip against the bundled Incode emulator.
 # Expects bin/kioskd and bin/incode-sim (make demo builds them first).
+#
+#   CAMERA=/dev/video0 ENROLL=DIR scripts/demo.sh   (make demo CAMERA=... ENROLL=...)
+#
+# tries it at a desk instead: the emulator enrols the selfies in DIR (the
+# name comes from the file name) and kioskd watches the camera until Ctrl-C.
+# The same person in front of the camera PASSes, someone else FAILs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +23,7 @@ trap cleanup EXIT
 export KIOSKD_API_KEY=demo-api-key
 export KIOSKD_HARDWARE_ID=demo-device-token
 bin/incode-sim --listen 127.0.0.1:0 --api-key "$KIOSKD_API_KEY" --device-token "$KIOSKD_HARDWARE_ID" \
-	--enroll testdata/enroll >"$state/sim.out" 2>"$state/sim.log" &
+	--enroll "${ENROLL:-testdata/enroll}" >"$state/sim.out" 2>"$state/sim.log" &
 sim_pid=$!
 for _ in $(seq 1 100); do
 	grep -q "listening on" "$state/sim.out" 2>/dev/null && break
@@ -32,7 +38,21 @@ fi
 echo "demo: Incode emulator at $base_url"
 
 sed -e "s|@BASE_URL@|$base_url|" -e "s|@STATE@|$state|g" scripts/demo.yaml >"$state/kioskd.yaml"
+if [ -n "${CAMERA:-}" ]; then
+	# A live camera: its own resolution and pace, and no end of input.
+	sed -i -e "s|^  source: .*|  source: $CAMERA|" -e '/^  fps: /d' -e '/^  loop: /d' -e '/^  realtime: /d' "$state/kioskd.yaml"
+	echo "demo: enrolled: $(grep -c 'msg=enrolled' "$state/sim.log" || true) from ${ENROLL:-testdata/enroll}"
+fi
 bin/kioskd check-config --config "$state/kioskd.yaml"
+if [ -n "${CAMERA:-}" ]; then
+	echo "demo: running kioskd on $CAMERA; step in front of it, Ctrl-C to stop"
+	trap 'kill "$kioskd_pid" 2>/dev/null || true' INT
+	bin/kioskd run --config "$state/kioskd.yaml" 2>"$state/kioskd.log" &
+	kioskd_pid=$!
+	tail -n +1 -f "$state/kioskd.log" --pid "$kioskd_pid" | grep --line-buffered -E '"msg":"(decision|listening|camera)' || true
+	wait "$kioskd_pid" || true
+	exit 0
+fi
 echo "demo: running kioskd on testdata/clips/demo.avi"
 
 bin/kioskd run --config "$state/kioskd.yaml" 2>"$state/kioskd.log" &

@@ -30,8 +30,9 @@ Usage:
   incode-sim --listen 127.0.0.1:8080 --api-key KEY --device-token TOKEN \
              [--enroll DIR] [--script "pass,fail:hasFaceMask,http:503,..."] [--webhook-url URL]...
 
-Faces in --enroll DIR PASS (the person's name comes from the file name,
-Eileen_Collins.jpg is "Eileen Collins"); everyone else FAILs with faceMatchFailed.
+The people in --enroll DIR PASS (the person's name comes from the file name,
+Eileen_Collins.jpg is "Eileen Collins"), in that picture or, through the face
+recogniser (OpenCV LBPH), in another one; everyone else FAILs with faceMatchFailed.
 --script forces outcomes in order before the matcher decides again. Items:
   pass  fail:<failureReason>  http:<code>[:retry-after=N]  delay:<dur>  reset  hang
   half  html  garbage  wrongshape  noauthid  dupstatus  upperkeys  passreason
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		tlsKey       = fs.String("tls-key", "", "private key `FILE` for --tls-cert")
 		logLevel     = fs.String("log-level", "info", "log `LEVEL` on stderr: debug, info, warn or error")
 		logFormat    = fs.String("log-format", "text", "log `FORMAT` on stderr: text or json")
+		faceCascade  = fs.String("face-cascade", incodesim.DefaultFaceCascade, "Haar frontal-face cascade `FILE` of the face recogniser")
+		faceThresh   = fs.Float64("face-threshold", incodesim.DefaultFaceThreshold, "largest LBPH `DISTANCE` that is the same person (lower is stricter)")
 		hooks        stringList
 	)
 	fs.Var(&hooks, "webhook-url", "POST webhook events to `URL` (repeatable)")
@@ -135,6 +138,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if *latency < 0 {
 		problems = append(problems, "--latency must not be negative")
 	}
+	if *faceThresh <= 0 {
+		problems = append(problems, "--face-threshold must be positive")
+	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		problems = append(problems, "--tls-cert and --tls-key go together")
 	}
@@ -153,6 +159,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		APIKey:          key,
 		DeviceToken:     tok,
 		EnrollDir:       *enroll,
+		FaceCascade:     *faceCascade,
+		FaceThreshold:   *faceThresh,
 		Script:          items,
 		WebhookURLs:     hooks,
 		Latency:         *latency,

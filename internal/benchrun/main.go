@@ -7,6 +7,8 @@
 //	benchrun bench [-out bench/results.json] [-compare old.json] [-skip go,latency,...]
 //	benchrun soak -duration 30m [-out bench/soak.json]
 //	benchrun decode CLIP   (one core: camera decode cost, run under taskset)
+//	benchrun loop [-width N] CLIP   (one core: the detect-at-N-px loop, CPU per frame)
+//	benchrun recall [-every N] CLIP (kioskd's capture against the full-resolution detector)
 //	benchrun show [-compare old.json] results.json   (the table of a saved run)
 package main
 
@@ -44,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSoak(ctx, root, args[1:], stdout, stderr)
 	case "decode":
 		return runDecode(args[1:], stdout, stderr)
+	case "loop":
+		return runLoop(args[1:], stdout, stderr)
+	case "recall":
+		return runRecall(args[1:], stdout, stderr)
 	case "show":
 		return runShow(root, args[1:], stdout, stderr)
 	}
@@ -81,7 +87,7 @@ func runBench(ctx context.Context, root string, args []string, stdout, stderr io
 	fs.SetOutput(stderr)
 	out := fs.String("out", "bench/results.json", "write the results here")
 	cmp := fs.String("compare", "", "an earlier results.json to compare with")
-	skip := fs.String("skip", "", "comma-separated sections to skip: go, queue, latency, lobby, payload, resources, decode")
+	skip := fs.String("skip", "", "comma-separated sections to skip: go, queue, latency, lobby, payload, resources, decode, negatives, replay, moving")
 	n := fs.Int("decisions", 30, "decisions per latency run")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -170,6 +170,7 @@ type kioskdConf struct {
 	simURL      string
 	fps         int
 	loop        bool
+	unpaced     bool   // camera.realtime false: as fast as kioskd reads
 	maxFailures string // YAML value; "" keeps the default
 	extra       string // more capture: lines, indented
 }
@@ -184,7 +185,7 @@ camera:
   source: {{CLIP}}
   fps: {{FPS}}
   loop: {{LOOP}}
-  realtime: true
+  realtime: {{REALTIME}}
 capture:
 {{CAPTURE}}queue:
   path: {{DIR}}/state/queue.db
@@ -212,7 +213,7 @@ func (c kioskdConf) yaml(dir string) string {
 		capture = "  window: 400ms\n"
 	}
 	r := strings.NewReplacer("{{DIR}}", dir, "{{URL}}", c.simURL, "{{CLIP}}", c.clip,
-		"{{FPS}}", strconv.Itoa(c.fps), "{{LOOP}}", strconv.FormatBool(c.loop), "{{CAPTURE}}", capture)
+		"{{FPS}}", strconv.Itoa(c.fps), "{{LOOP}}", strconv.FormatBool(c.loop), "{{REALTIME}}", strconv.FormatBool(!c.unpaced), "{{CAPTURE}}", capture)
 	return r.Replace(kioskdYAML)
 }
 

@@ -92,6 +92,10 @@ func (b *bench) run(ctx context.Context, f benchFlags) error {
 	step("payload", b.payload)
 	step("decode", b.decode)
 	step("resources", b.resources)
+	// Issue 18: the busy scene, the negative set, paced against unpaced.
+	step("negatives", b.negatives)
+	step("replay", b.replay)
+	step("moving", b.moving)
 	step("go", b.captureBenchmarks)
 	step("queue", b.queueBenchmarks)
 	if err := ctx.Err(); err != nil {
@@ -385,6 +389,8 @@ func (b *bench) resources(ctx context.Context) error {
 
 type steadyResult struct {
 	cpu, rss, hwm, goroutines, fds float64
+	fps                            float64 // frames the camera delivered per second
+	msPerFrame                     float64 // CPU time per frame delivered
 }
 
 // steady runs kioskd on a looping clip, skips a warm-up and measures CPU
@@ -413,6 +419,10 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 	if err != nil {
 		return r, err
 	}
+	m0, err := k.scrape()
+	if err != nil {
+		return r, err
+	}
 	if !sleepCtx(ctx, 20*time.Second) {
 		return r, ctx.Err()
 	}
@@ -427,6 +437,13 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 	r = steadyResult{cpu: cpuShare(a, z), rss: float64(z.rssKB) / 1024, hwm: float64(z.hwmKB) / 1024,
 		goroutines: m["go_goroutines"], fds: m["process_open_fds"]}
 	frames := m["kioskd_camera_frames_total"]
+	if wall := z.at.Sub(a.at).Seconds(); wall > 0 {
+		n := frames - m0["kioskd_camera_frames_total"]
+		r.fps = n / wall
+		if n > 0 {
+			r.msPerFrame = float64(z.cpu-a.cpu) / float64(time.Millisecond) / n
+		}
+	}
 	b.logf("%s: cpu %.1f%%, rss %.0f MB (peak %.0f), %v goroutines, %v fds, %v frames, %d decisions",
 		name, r.cpu, r.rss, r.hwm, r.goroutines, r.fds, frames, len(k.decided()))
 	return r, nil

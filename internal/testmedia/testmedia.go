@@ -47,6 +47,10 @@ type Scene struct {
 	// Sway moves the subject a few pixels from frame to frame, as a person
 	// standing in front of a camera does.
 	Sway bool
+	// Pan sweeps the background from side to side (one sweep every 4 s at
+	// 30 fps), as a panning camera or people passing behind the person do:
+	// no two frames show the same scene.
+	Pan bool
 }
 
 // HasFace reports whether the scene shows at least one face.
@@ -65,6 +69,8 @@ var Scenes = map[string]Scene{
 	"a-blur":      {Subject: "a", Blur: 0.006},
 	"a-dark":      {Subject: "a", Gain: 0.12},
 	"a-bright":    {Subject: "a", Gain: 1.3, Offset: 60},
+	"pan":         {Pan: true},
+	"a-pan":       {Subject: "a", Scale: 0.6, Pan: true},
 }
 
 // SceneNames lists the named scenes, sorted.
@@ -166,7 +172,20 @@ func (g *Generator) Render(sc Scene, w, h, index int, dst *gocv.Mat) error {
 	frame := gocv.NewMat()
 	defer frame.Close()
 	c := image.Pt(bgPhoto.Cols()/2, bgPhoto.Rows()/2)
-	cover(*bgPhoto, c, w, h, 1, image.Point{}, true, &frame)
+	bgScale, bgShift := 1.0, image.Point{}
+	if sc.Pan {
+		// Enlarged by a quarter, the background has an eighth of the frame
+		// width to spare on each side; a triangle wave sweeps across it.
+		const period = 120
+		bgScale = 1.25
+		slack := w / 8
+		p := index % (2 * period)
+		if p > period {
+			p = 2*period - p
+		}
+		bgShift = image.Pt(p*2*slack/period-slack, 0)
+	}
+	cover(*bgPhoto, c, w, h, bgScale, bgShift, true, &frame)
 
 	var sway image.Point
 	if sc.Sway {
