@@ -57,7 +57,7 @@ type Drainer struct {
 // NewDrainer returns a drainer for q. Without WithClock and WithTimer it
 // uses q's clock and real timers.
 func NewDrainer(q *Queue, deliver DeliverFunc, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Drainer {
-	o := q.opt
+	o := q.drainerOptions()
 	o.rand = nil
 	for _, opt := range opts {
 		opt(&o)
@@ -104,7 +104,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 		// The state is looked at afresh below: a notification of an
 		// enqueue that already happened would only cause a second look.
 		select {
-		case <-d.q.notify:
+		case <-d.q.enqueued():
 		default:
 		}
 		if _, err := d.q.Expire(); errors.Is(err, ErrClosed) {
@@ -118,7 +118,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 		var until time.Time
 		switch {
 		case err != nil:
-			until = now.Add(d.q.cfg.BackoffMin)
+			until = now.Add(d.q.retryPolicy().Min)
 		case !ok:
 			force = false
 		case force || (!due.After(now) && !holdUntil.After(now)):
@@ -235,7 +235,7 @@ func (d *Drainer) wait(ctx context.Context, until time.Time) bool {
 	select {
 	case <-ctx.Done():
 	case <-t.C():
-	case <-d.q.notify:
+	case <-d.q.enqueued():
 	case <-d.wake:
 		return true
 	}

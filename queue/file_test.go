@@ -16,43 +16,6 @@ import (
 	"github.com/kioskd/kioskd/queue"
 )
 
-// TestSymlinksAreNotFollowed: a queue path, or its directory, that is a
-// symbolic link is refused, and the file it points to is left as it was.
-func TestSymlinksAreNotFollowed(t *testing.T) {
-	target := filepath.Join(t.TempDir(), "passwd")
-	if err := os.WriteFile(target, []byte("root:x:0:0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	link := filepath.Join(dir, "queue.db")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	realDir := t.TempDir()
-	dirLink := filepath.Join(t.TempDir(), "state")
-	if err := os.Symlink(realDir, dirLink); err != nil {
-		t.Fatal(err)
-	}
-	for name, path := range map[string]string{"file": link, "directory": filepath.Join(dirLink, "queue.db")} {
-		for _, opts := range [][]queue.Option{nil, {queue.WithReadOnly()}, {queue.WithExisting()}} {
-			cfg := testConfig(t)
-			cfg.Path = path
-			_, err := queue.Open(cfg, quiet(), prometheus.NewRegistry(), opts...)
-			if !errors.Is(err, queue.ErrUnsafePath) || !strings.Contains(err.Error(), "symbolic link") {
-				t.Errorf("%s link, %d options: err = %v, want ErrUnsafePath", name, len(opts), err)
-			}
-		}
-	}
-	fi, _ := os.Stat(target)
-	b, _ := os.ReadFile(target)
-	if fi.Mode().Perm() != 0o644 || string(b) != "root:x:0:0\n" {
-		t.Errorf("the link's target changed: mode %04o, %q", fi.Mode().Perm(), b)
-	}
-	if entries, _ := os.ReadDir(realDir); len(entries) != 0 {
-		t.Errorf("files created through the directory link: %v", entries)
-	}
-}
-
 // fileState is what must not change when the file is only read.
 type fileState struct {
 	sum   [32]byte
@@ -239,6 +202,23 @@ func TestDeletedFacesLeaveTheFile(t *testing.T) {
 		}
 		if found(t, path, img) {
 			t.Fatal("expired face still in the file")
+		}
+	})
+	t.Run("overflow", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.TTL, cfg.MaxItems = time.Hour, 2
+		q, _ := open(t, cfg, append(clk.options(), queue.WithWipeInterval(5*time.Minute))...)
+		gone := fakeJPEG(20<<10, 6)
+		enqueue(t, q, queue.Item{JPEG: gone})
+		enqueue(t, q, queue.Item{JPEG: fakeJPEG(20<<10, 7)})
+		enqueue(t, q, queue.Item{JPEG: fakeJPEG(20<<10, 8)})
+		if st, _ := q.Stats(); st.Depth != 2 {
+			t.Fatalf("depth %d, want 2 after an overflow", st.Depth)
+		}
+		clk.Advance(5 * time.Minute)
+		q.Maintain()
+		if found(t, cfg.Path, gone) {
+			t.Fatal("face dropped by max_items still in the file after the wipe interval")
 		}
 	})
 	t.Run("ack with items left", func(t *testing.T) {

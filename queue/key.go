@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/queue/qfile"
 )
 
 // CreateKey returns the per-device queue key kept at path, making it
@@ -42,7 +43,7 @@ func CreateKey(path string) (string, error) {
 		_ = os.Remove(path)
 		return "", fmt.Errorf("queue key: write %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := qfile.SyncDir(filepath.Dir(path)); err != nil {
 		return "", fmt.Errorf("queue key: %w", err)
 	}
 	return key, nil

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/internal/backoff"
+	"github.com/kioskd/kioskd/queue/qfile"
 )
 
 // Item is one queued capture. Seq orders the queue; ID is the idempotency
@@ -76,20 +76,20 @@ type Stats struct {
 var (
 	// ErrLocked is matched (errors.Is) by the error Open returns when
 	// another process, usually a running kioskd, holds the file.
-	ErrLocked = errors.New("queue file is in use by another process")
+	ErrLocked = qfile.ErrLocked
 	// ErrKeyMismatch is returned by Open when queue.encrypt's key is not the
 	// one the file was written with.
 	ErrKeyMismatch = errors.New("queue key does not match the file")
 	// ErrCorrupt wraps damage found in the file.
-	ErrCorrupt = errors.New("queue file is corrupt")
+	ErrCorrupt = qfile.ErrCorrupt
 	// ErrNoFile is returned by Open with WithReadOnly or WithExisting when
 	// there is no queue file yet: nothing was ever queued.
-	ErrNoFile = errors.New("no queue file")
+	ErrNoFile = qfile.ErrNoFile
 	// ErrUnsafePath is returned by Open when the queue file or its directory
 	// is a symbolic link or not a regular file: kioskd never follows a link
 	// to write biometric data, nor changes the mode of a file it did not
 	// create.
-	ErrUnsafePath = errors.New("unsafe queue path")
+	ErrUnsafePath = qfile.ErrUnsafePath
 	// ErrFormat is matched by the error Open returns for a file written by
 	// a newer kioskd (or in a format this one does not know).
 	ErrFormat = errors.New("unsupported queue file format")
@@ -106,15 +106,8 @@ var (
 	ErrExpired = errors.New("item is older than queue.ttl")
 )
 
-// LockedError names the file another process holds.
-type LockedError struct{ Path string }
-
-func (e *LockedError) Error() string {
-	return fmt.Sprintf("queue file %s is in use by another process", e.Path)
-}
-
-// Is makes errors.Is(err, ErrLocked) true.
-func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+// LockedError names the file another process holds; it matches ErrLocked.
+type LockedError = qfile.LockedError
 
 // Queue is a durable FIFO of captures in one bbolt file. It is safe for
 // concurrent use; the file is held exclusively while the Queue is open.
@@ -124,6 +117,7 @@ type Queue struct {
 	opt    options
 	m      *metrics
 	path   string
+	file   *qfile.File
 	seal   *sealer
 	notify chan struct{} // an item became pending: a waiting drainer looks again
 
@@ -138,11 +132,6 @@ type Queue struct {
 	// deletedAt is when an image was first deleted since the file was last
 	// rewritten: until it is, the image's bytes may remain in free pages.
 	deletedAt time.Time
-}
-
-type counts struct {
-	pending, dead           int
-	pendingBytes, deadBytes int64
 }
 
 // Open opens or creates the queue file at cfg.Path (mode 0600, its
@@ -177,7 +166,12 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
 	}
-	db, err := q.openFile()
+	m := q.m
+	q.file = qfile.New(qfile.Options{
+		Path: q.path, LockTimeout: opt.lockTimeout, ReadOnly: opt.readOnly, Existing: opt.existing,
+		Now: opt.now, Log: q.log, MovedAside: func() { m.recovered.Inc() },
+	})
+	db, err := q.file.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -189,10 +183,7 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 	if !q.opt.existing {
 		// Only the service's lock holder may remove a compaction left
 		// half-done, or old damaged files.
-		if err := os.Remove(q.path + compactSuffix); err == nil {
-			q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
-		}
-		q.removeOldCorrupt()
+		q.file.RemoveLeftovers(q.cfg.TTL)
 	}
 	if err := q.m.register(reg); err != nil {
 		q.m.unregister(reg)
@@ -201,7 +192,7 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 	}
 	q.publishLocked()
 	q.log.Info("queue open", "path", q.path, "depth", q.n.pending, "dead_letters", q.n.dead,
-		"bytes", q.n.pendingBytes+q.n.deadBytes, "encrypted", q.seal != nil)
+		"bytes", q.n.bytes(), "encrypted", q.seal != nil)
 	return q, nil
 }
 
@@ -270,14 +261,7 @@ func (q *Queue) load() error {
 						return nil
 					}
 					seen[seq] = true
-					cost := itemCost(v, blob)
-					if string(bn) == string(bucketPending) {
-						n.pending++
-						n.pendingBytes += cost
-					} else {
-						n.dead++
-						n.deadBytes += cost
-					}
+					n.change(string(bn) == string(bucketDead), 1, itemCost(v, blob))
 					if e := h.expiry(q.cfg.TTL); next.IsZero() || e.Before(next) {
 						next = e
 					}
@@ -317,7 +301,7 @@ func (q *Queue) load() error {
 					return err
 				}
 			}
-			items = n.pending + n.dead
+			items = n.items()
 			if q.opt.metaOnly {
 				return nil
 			}
@@ -362,12 +346,6 @@ func (q *Queue) checkKey(meta *bolt.Bucket, items int) error {
 	}
 	return meta.Put(keyKeyCheck, v)
 }
-
-// itemCost is what an item counts against max_bytes: header, stored
-// image and the two keys.
-func itemCost(hdr, blob []byte) int64 { return costOf(len(hdr), len(blob)) }
-
-func costOf(hdrLen, blobLen int) int64 { return int64(hdrLen + blobLen + 2*8) }
 
 // Enqueue makes a copy of it durable: when Enqueue returns nil the item is
 // on disk and fsync'd. It assigns Seq, and an ID unless it.ID is already
@@ -453,8 +431,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 			return err
 		}
 		it.Seq = seq
-		n.pending++
-		n.pendingBytes += cost
+		n.change(false, 1, cost)
 		dropped, err = q.enforceBounds(tx, &n, seq)
 		return err
 	})
@@ -468,15 +445,17 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 		q.log.Warn("queue full: dropped the oldest item", "seq", d.seq, "id", d.id, "dead_letter", d.dead,
 			"max_items", q.cfg.MaxItems, "max_bytes", int64(q.cfg.MaxBytes))
 	}
+	if len(dropped) > 0 && q.deletedAt.IsZero() {
+		// The dropped images wait in free pages for Maintain's rewrite:
+		// not here, where a rewrite would hold the live decision.
+		q.deletedAt = now
+	}
 	if e := h.expiry(q.cfg.TTL); q.nextExpiry.IsZero() || e.Before(q.nextExpiry) {
 		q.nextExpiry = e
 	}
 	q.m.enqueued.Inc()
 	q.publishLocked()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
+	q.signal()
 	return it, nil
 }
 
@@ -490,8 +469,7 @@ type dropped struct {
 // oldest dead letters, until the queue is within max_items and max_bytes.
 func (q *Queue) enforceBounds(tx *bolt.Tx, n *counts, keep uint64) ([]dropped, error) {
 	var out []dropped
-	blobs := blobsOf(tx)
-	for n.pending+n.dead > q.cfg.MaxItems || n.pendingBytes+n.deadBytes > int64(q.cfg.MaxBytes) {
+	for n.items() > q.cfg.MaxItems || n.bytes() > int64(q.cfg.MaxBytes) {
 		victim, dead := []byte(nil), false
 		if k, _ := tx.Bucket(bucketPending).Cursor().First(); k != nil {
 			if seq, _ := keySeq(k); seq != keep {
@@ -505,27 +483,10 @@ func (q *Queue) enforceBounds(tx *bolt.Tx, n *counts, keep uint64) ([]dropped, e
 		if victim == nil {
 			return out, errors.New("bounds cannot be met") // the new item alone fits: unreachable
 		}
-		b := tx.Bucket(bucketPending)
-		if dead {
-			b = tx.Bucket(bucketDead)
-		}
-		hv := b.Get(victim)
-		h, _ := decodeHeader(hv)
-		cost := itemCost(hv, blobs.Get(victim))
+		h, _ := decodeHeader(bucketOf(tx, dead).Get(victim))
 		seq, _ := keySeq(victim)
-		victim = append([]byte(nil), victim...)
-		if err := b.Delete(victim); err != nil {
+		if err := removeItem(tx, n, dead, victim); err != nil {
 			return out, err
-		}
-		if err := blobs.Delete(victim); err != nil {
-			return out, err
-		}
-		if dead {
-			n.dead--
-			n.deadBytes -= cost
-		} else {
-			n.pending--
-			n.pendingBytes -= cost
 		}
 		out = append(out, dropped{seq: seq, id: h.ID, dead: dead})
 	}
@@ -638,25 +599,12 @@ func (q *Queue) Ack(seq uint64) error {
 		return fmt.Errorf("ack: %w", ErrClosed)
 	}
 	delete(q.leased, seq)
-	var cost int64
-	err := q.update("ack", func(tx *bolt.Tx) error {
-		k := seqKey(seq)
-		b, blobs := tx.Bucket(bucketPending), blobsOf(tx)
-		hv := b.Get(k)
-		if hv == nil {
-			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
-		}
-		cost = itemCost(hv, blobs.Get(k))
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		return blobs.Delete(k)
-	})
+	n := q.n
+	err := q.update("ack", func(tx *bolt.Tx) error { return removeItem(tx, &n, false, seqKey(seq)) })
 	if err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
-	q.n.pending--
-	q.n.pendingBytes -= cost
+	q.n = n
 	q.afterDeleteLocked()
 	return nil
 }
@@ -689,7 +637,6 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 		if h, err = decodeHeader(hv); err != nil {
 			return err
 		}
-		oldCost := itemCost(hv, blobsOf(tx).Get(k))
 		h.Attempts++
 		h.LastError = clip(reason, maxErrorLen)
 		if h.Attempts >= q.cfg.MaxAttempts {
@@ -703,19 +650,7 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 		if err != nil {
 			return err
 		}
-		newCost := oldCost - int64(len(hv)) + int64(len(nv))
-		if !dead {
-			n.pendingBytes += newCost - oldCost
-			return b.Put(k, nv)
-		}
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		n.pending--
-		n.pendingBytes -= oldCost
-		n.dead++
-		n.deadBytes += newCost
-		return tx.Bucket(bucketDead).Put(k, nv)
+		return moveItem(tx, &n, k, false, dead, nv)
 	})
 	if err != nil {
 		return fmt.Errorf("retry later: %w", err)
@@ -728,6 +663,22 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 	q.publishLocked()
 	return nil
 }
+
+// enqueued is signalled (without blocking, one pending signal at most)
+// when an item becomes pending: a waiting drainer looks again.
+func (q *Queue) enqueued() <-chan struct{} { return q.notify }
+
+// signal tells a waiting drainer that an item became pending.
+func (q *Queue) signal() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+// drainerOptions are the queue's clock, timers, jitter and heartbeat, which
+// a drainer uses unless given its own.
+func (q *Queue) drainerOptions() options { return q.opt }
 
 // backoff is the delay before an item's next attempt: equal jitter, so
 // between half and all of the capped exponential step.
@@ -767,11 +718,10 @@ func (q *Queue) deadLetterLocked(seq uint64, reason, drop string) error {
 		if hv == nil {
 			return fmt.Errorf("%w: seq %d", ErrNotFound, seq)
 		}
-		blobLen := len(blobsOf(tx).Get(k))
 		h, err := decodeHeader(hv)
 		if err != nil {
 			// Keep what can be kept: the header is rebuilt around the key.
-			h = header{ID: fmt.Sprintf("unreadable-%d", seq), CapturedAt: now, EnqueuedAt: now, Stored: blobLen}
+			h = header{ID: fmt.Sprintf("unreadable-%d", seq), CapturedAt: now, EnqueuedAt: now, Stored: len(blobsOf(tx).Get(k))}
 		}
 		h.DeadAt = now
 		h.LastError = clip(reason, maxErrorLen)
@@ -779,14 +729,7 @@ func (q *Queue) deadLetterLocked(seq uint64, reason, drop string) error {
 		if err != nil {
 			return err
 		}
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		n.pending--
-		n.pendingBytes -= costOf(len(hv), blobLen)
-		n.dead++
-		n.deadBytes += costOf(len(nv), blobLen)
-		return tx.Bucket(bucketDead).Put(k, nv)
+		return moveItem(tx, &n, k, false, true, nv)
 	})
 	if err != nil {
 		return err
@@ -811,7 +754,7 @@ func (q *Queue) Stats() (Stats, error) {
 	}
 	return Stats{
 		Depth: q.n.pending, Bytes: q.n.pendingBytes, OldestAge: age, DeadLetters: q.n.dead,
-		DeadBytes: q.n.deadBytes, FileBytes: q.fileSize(),
+		DeadBytes: q.n.deadBytes, FileBytes: q.file.Size(),
 	}, nil
 }
 
@@ -838,14 +781,6 @@ func (q *Queue) oldestLocked() (h header, ok bool, err error) {
 		return nil
 	})
 	return h, ok, err
-}
-
-func (q *Queue) fileSize() int64 {
-	fi, err := os.Stat(q.path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }
 
 // List returns the pending items, or the dead letters, oldest first,
@@ -891,31 +826,22 @@ func (q *Queue) RetryDead() (int, error) {
 	n := q.n
 	moved := 0
 	err := q.update("retry_dead", func(tx *bolt.Tx) error {
-		dead, pending, blobs := tx.Bucket(bucketDead), tx.Bucket(bucketPending), blobsOf(tx)
+		dead := tx.Bucket(bucketDead)
 		var keys [][]byte
 		_ = dead.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
 		for _, k := range keys {
-			hv := dead.Get(k)
-			h, err := decodeHeader(hv)
+			h, err := decodeHeader(dead.Get(k))
 			if err != nil {
 				return err
 			}
-			blobLen := len(blobs.Get(k))
 			h.Attempts, h.NextAttempt, h.DeadAt = 0, now, time.Time{}
 			nv, err := h.encode()
 			if err != nil {
 				return err
 			}
-			if err := dead.Delete(k); err != nil {
+			if err := moveItem(tx, &n, k, true, false, nv); err != nil {
 				return err
 			}
-			if err := pending.Put(k, nv); err != nil {
-				return err
-			}
-			n.dead--
-			n.deadBytes -= costOf(len(hv), blobLen)
-			n.pending++
-			n.pendingBytes += costOf(len(nv), blobLen)
 			moved++
 		}
 		return nil
@@ -927,10 +853,7 @@ func (q *Queue) RetryDead() (int, error) {
 	q.publishLocked()
 	if moved > 0 {
 		q.log.Info("dead letters moved back to the queue", "items", moved)
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
 	return moved, nil
 }
@@ -947,20 +870,13 @@ func (q *Queue) purge(dead bool) (int, error) {
 	if q.closed {
 		return 0, fmt.Errorf("purge: %w", ErrClosed)
 	}
-	name := bucketPending
-	if dead {
-		name = bucketDead
-	}
 	removed := 0
+	n := q.n
 	err := q.update("purge", func(tx *bolt.Tx) error {
-		b, blobs := tx.Bucket(name), blobsOf(tx)
 		var keys [][]byte
-		_ = b.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
+		_ = bucketOf(tx, dead).ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
 		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-			if err := blobs.Delete(k); err != nil {
+			if err := removeItem(tx, &n, dead, k); err != nil {
 				return err
 			}
 		}
@@ -970,10 +886,8 @@ func (q *Queue) purge(dead bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
-	if dead {
-		q.n.dead, q.n.deadBytes = 0, 0
-	} else {
-		q.n.pending, q.n.pendingBytes = 0, 0
+	q.n = n
+	if !dead {
 		clear(q.leased)
 	}
 	q.log.Info("queue purged", "dead_letters", dead, "items", removed)
@@ -1001,12 +915,9 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 	var next time.Time
 	var gone []dropped
 	err := q.update("expire", func(tx *bolt.Tx) error {
-		blobs := blobsOf(tx)
-		for _, name := range [][]byte{bucketPending, bucketDead} {
-			b := tx.Bucket(name)
+		for _, dead := range []bool{false, true} {
 			var keys [][]byte
-			var costs []int64
-			err := b.ForEach(func(k, v []byte) error {
+			err := bucketOf(tx, dead).ForEach(func(k, v []byte) error {
 				seq, _ := keySeq(k)
 				h, err := decodeHeader(v)
 				if err != nil {
@@ -1021,26 +932,15 @@ func (q *Queue) expireLocked(now time.Time) (int, error) {
 					return nil
 				}
 				keys = append(keys, append([]byte(nil), k...))
-				costs = append(costs, itemCost(v, blobs.Get(k)))
-				gone = append(gone, dropped{seq: seq, id: h.ID, dead: string(name) == string(bucketDead)})
+				gone = append(gone, dropped{seq: seq, id: h.ID, dead: dead})
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			for i, k := range keys {
-				if err := b.Delete(k); err != nil {
+			for _, k := range keys {
+				if err := removeItem(tx, &n, dead, k); err != nil {
 					return err
-				}
-				if err := blobs.Delete(k); err != nil {
-					return err
-				}
-				if string(name) == string(bucketDead) {
-					n.dead--
-					n.deadBytes -= costs[i]
-				} else {
-					n.pending--
-					n.pendingBytes -= costs[i]
 				}
 			}
 		}
@@ -1121,7 +1021,7 @@ func (q *Queue) afterDeleteLocked() {
 	}
 	q.maybeCompactLocked()
 	q.publishLocked()
-	q.releaseMappedLocked()
+	q.file.ReleaseMapped(q.db)
 }
 
 // publishLocked stores what the gauges show; the collector computes the

@@ -1,4 +1,4 @@
-package queue
+package qfile
 
 import (
 	"encoding/binary"

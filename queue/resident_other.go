@@ -1,5 +1,0 @@
-//go:build !linux
-
-package queue
-
-func (q *Queue) releaseMappedLocked() {}
