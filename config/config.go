@@ -31,6 +31,9 @@ type Config struct {
 	Metrics  Metrics  `yaml:"metrics"`
 	Log      Log      `yaml:"log"`
 
+	Panel       Panel       `yaml:"panel"`
+	Credentials Credentials `yaml:"credentials"`
+
 	// Path is the file the configuration was read from, if any.
 	Path string `yaml:"-"`
 	// Warnings are problems that do not stop kioskd from running.
@@ -143,6 +146,8 @@ func (c *Config) Validate() Problems {
 	c.Display.validate(&p)
 	c.Metrics.validate(&p)
 	c.Log.validate(&p)
+	c.Panel.validate(&p)
+	c.Credentials.validate(&p, c.Panel.Protocol)
 	checkFinite(&p, "", reflect.ValueOf(c).Elem())
 	checkHeaderValue(&p, "incode.api_key_file", c.Incode.APIKey)
 	checkHeaderValue(&p, "incode.hardware_id_file", c.Incode.HardwareID)
@@ -210,6 +215,8 @@ func Default() *Config {
 	c.Display.defaults()
 	c.Metrics.defaults()
 	c.Log.defaults()
+	c.Panel.defaults()
+	c.Credentials.defaults()
 	return c
 }
 
@@ -302,6 +309,7 @@ func (c *Config) resolveSecrets(env Env, p *Problems) {
 	c.Incode.APIKey = c.readSecret("incode.api_key_file", c.Incode.APIKeyFile, "api-key", "KIOSKD_API_KEY", env, true, p)
 	c.Incode.HardwareID = c.readSecret("incode.hardware_id_file", c.Incode.HardwareIDFile, "hardware-id", "KIOSKD_HARDWARE_ID", env, true, p)
 	c.resolveQueueKey(env, p)
+	c.resolveSCBK(env, p)
 }
 
 // minUploadSide is what Incode asks of a selfie's long side.
