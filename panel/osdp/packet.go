@@ -11,6 +11,7 @@ import (
 // Packet layer constants, as the OSDP specification defines them.
 const (
 	som          = 0x53
+	markByte     = 0xff // OSDP 2.2 sends it before SOM
 	addrReply    = 0x80 // set in the address of every PD reply
 	addrBcast    = 0x7f
 	ctrlSeqMask  = 0x03

@@ -201,6 +201,7 @@ func (p *PD) Close() error { return p.port.Close() }
 func (p *PD) Run(ctx context.Context) error {
 	buf := make([]byte, 0, 2*maxPacketLen)
 	tmp := make([]byte, 512)
+	mark := false
 	for ctx.Err() == nil {
 		n, err := p.port.Read(tmp)
 		if err != nil {
@@ -211,11 +212,11 @@ func (p *PD) Run(ctx context.Context) error {
 		}
 		p.checkLink()
 		if n == 0 {
-			if len(buf) > 0 {
+			if len(buf) > 0 && buf[0] == som {
 				// The line went quiet in the middle of a packet.
 				p.m.errors.WithLabelValues(errKindTorn).Inc()
 				p.log.Debug("osdp: dropped a torn packet", "bytes", len(buf))
-				buf = buf[:0]
+				buf, mark = buf[:0], false
 			}
 			continue
 		}
@@ -226,20 +227,32 @@ func (p *PD) Run(ctx context.Context) error {
 				break
 			}
 			if l < 0 {
-				// Not the start of a packet: resynchronise on the next SOM.
+				// Not the start of a packet: resynchronise on the next SOM,
+				// noting the 0xFF mark byte OSDP 2.2 puts before it.
 				i := bytes.IndexByte(buf[1:], som)
 				if i < 0 {
-					buf = buf[:0]
+					if buf[len(buf)-1] == markByte {
+						buf = append(buf[:0], markByte)
+					} else {
+						buf = buf[:0]
+					}
 					break
 				}
+				mark = buf[i] == markByte
 				buf = buf[1+i:]
 				continue
 			}
 			pkt := append([]byte(nil), buf[:l]...)
 			buf = append(buf[:0], buf[l:]...)
 			reply := p.handle(pkt)
+			hadMark := mark
+			mark = false
 			if reply == nil {
 				continue
+			}
+			if hadMark {
+				// Answer the way the panel speaks.
+				reply = append([]byte{markByte}, reply...)
 			}
 			if _, err := p.port.Write(reply); err != nil {
 				p.m.errors.WithLabelValues(errKindWrite).Inc()
@@ -257,6 +270,9 @@ func (p *PD) Run(ctx context.Context) error {
 
 // replyCode finds the reply code in an encoded reply.
 func replyCode(b []byte) byte {
+	if b[0] == markByte {
+		b = b[1:]
+	}
 	i := headerLen
 	if b[4]&ctrlSCB != 0 {
 		i += int(b[i])
