@@ -87,6 +87,10 @@ type Deps struct {
 	Now      func() time.Time
 	// PreviewFPS > 0 publishes a small MJPEG preview with face boxes.
 	PreviewFPS float64
+	// Panel, when set, decides a live PASS (see panel.go); Credentials is
+	// then required.
+	Panel       Panel
+	Credentials Credentials
 }
 
 // Agent is one running kioskd.
@@ -96,6 +100,7 @@ type Agent struct {
 	log *slog.Logger
 	now func() time.Time
 	m   *metrics
+	pm  *panelMetrics
 
 	shots   chan *capture.Shot
 	decided chan struct{}
@@ -130,12 +135,16 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Panel != nil && d.Credentials == nil {
+		return nil, errors.New("agent: a panel needs credentials")
+	}
 	a := &Agent{
 		cfg:     cfg,
 		d:       d,
 		log:     d.Log,
 		now:     d.Now,
 		m:       newMetrics(d.Reg),
+		pm:      newPanelMetrics(d.Reg),
 		shots:   make(chan *capture.Shot, 1),
 		decided: make(chan struct{}, 1),
 		recfg:   make(chan config.Capture, 1),
@@ -335,6 +344,11 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
 	switch {
 	case err == nil && resp.Status == uploader.StatusPass && inTime:
 		a.setAuthError(false)
+		if a.d.Panel != nil {
+			a.panelPass(ctx, shot, resp, id, &t)
+			a.wakeDrainer()
+			return
+		}
 		ev.Result, ev.AuthenticationID = ResultPass, resp.AuthenticationID
 		t.actuator = a.timed(func() {
 			if derr := a.d.Door.Pass(liveCtx, ev); derr != nil {
@@ -564,6 +578,14 @@ func (a *Agent) firstName(ctx context.Context, token string) string {
 	info, err := a.d.API.UserInfo(ctx, token)
 	if err != nil {
 		a.log.Debug("no greeting name", "reason", uploader.Reason(err))
+		return ""
+	}
+	return nameOf(info)
+}
+
+// nameOf is the first name in a userinfo answer.
+func nameOf(info *uploader.UserInfo) string {
+	if info.Name == nil {
 		return ""
 	}
 	name := strings.TrimSpace(info.Name.FirstName)

@@ -76,6 +76,9 @@ type Update struct {
 	Reason string
 	Name   string
 	Until  time.Time
+	// Text, when set, is shown instead of the state's message: what an
+	// access-control panel sent the reader to show (osdp_TEXT).
+	Text string
 }
 
 // view is what the page receives: already-resolved text and nothing else,
@@ -222,7 +225,7 @@ func (s *Server) Publish(u Update) {
 }
 
 func same(a, b Update) bool {
-	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until)
+	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until) && a.Text == b.Text
 }
 
 // maxPreviewBytes keeps a bad caller from pinning large buffers.
@@ -275,6 +278,9 @@ func (s *Server) render(msgs messages, u Update) view {
 	case StateLockout:
 		ms := max(u.Until.Sub(s.now()).Milliseconds(), 0)
 		v.RemainingMS = &ms
+	}
+	if u.Text != "" {
+		v.Text = u.Text
 	}
 	return v
 }

@@ -40,6 +40,9 @@ func catalog(lang string) map[string]string {
 			"lockout":                 "Too many attempts — try again in {time}",
 			"camera_down":             "Camera unavailable",
 			"service_unavailable":     "Service unavailable — please use your badge",
+			"fail.panel_denied":       "Access denied — please see reception",
+			"fail.panel_no_answer":    "Please wait — or see reception",
+			"fail.see_reception":      "Please see reception",
 			"reconnecting":            "Reconnecting…",
 		}
 	case "es":
@@ -71,6 +74,9 @@ func catalog(lang string) map[string]string {
 			"lockout":                 "Demasiados intentos — vuelva a intentarlo en {time}",
 			"camera_down":             "Cámara no disponible",
 			"service_unavailable":     "Servicio no disponible — use su tarjeta",
+			"fail.panel_denied":       "Acceso denegado — acuda a recepción",
+			"fail.panel_no_answer":    "Espere — o acuda a recepción",
+			"fail.see_reception":      "Acuda a recepción",
 			"reconnecting":            "Reconectando…",
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 )
@@ -30,6 +31,9 @@ type identity struct {
 	Token     string
 	CreatedAt time.Time
 	face      enrolledFace
+	// Revoked makes userinfo report the identity as REVOKED
+	// (POST /_sim/revoke).
+	Revoked atomic.Bool
 }
 
 // maxEnrollFiles bounds how many pictures are loaded from the folder.
