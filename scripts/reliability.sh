@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 
-pattern='TestServiceFaults|TestCameraUnplugged|TestCameraFolderRemoved|TestCameraStall|TestCameraSlow|TestCameraBlackAndEmptyFrames|TestDiskFaults|TestKillDuringBusyRun|TestBadImagesInTheCamera|TestBadImagesInSnapshot|TestHostileSecretFiles|TestNoSecretsOrImagesInOutput|TestDeferredAnswerNeverUnlocks|TestLatePassDoesNotUnlock|TestAttemptCapSurvivesRestart|TestHTTPSurfacesAreLocalAndGuarded'
+pattern='TestServiceFaults|TestCameraUnplugged|TestCameraFolderRemoved|TestCameraStall|TestCameraSlow|TestCameraBlackAndEmptyFrames|TestDiskFaults|TestKillDuringBusyRun|TestBadImagesInTheCamera|TestBadImagesInSnapshot|TestHostileSecretFiles|TestNoSecretsOrImagesInOutput|TestDeferredAnswerNeverUnlocks|TestLatePassDoesNotUnlock|TestAttemptCapSurvivesRestart|TestHTTPSurfacesAreLocalAndGuarded|TestPanelOSDP'
 command="scripts/reliability.sh"
 timeout=15m
 case "${1:-}" in
