@@ -13,7 +13,7 @@ OUT ?= out
 # Screenshots of the kiosk page and other artefacts of the end-to-end tests.
 KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
-.PHONY: all deps deps-test build demo test unit lint fuzz check-systemd check-alerts bench soak reliability clean
+.PHONY: all deps deps-test build demo test unit race lint fuzz check-systemd check-alerts bench soak reliability clean
 
 all: build
 
@@ -34,7 +34,7 @@ demo: build
 	@scripts/demo.sh
 
 # Every test: unit, end-to-end, browser, fuzz (briefly), lint, systemd and alert rules.
-test: deps-test lint unit fuzz check-systemd check-alerts
+test: deps-test lint unit race fuzz check-systemd check-alerts
 	@echo "make test: all checks passed"
 
 lint:
@@ -44,6 +44,12 @@ lint:
 
 unit:
 	KIOSKD_TEST_OUT=$(KIOSKD_TEST_OUT) go test -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
+
+# The packages whose goroutines meet: the decision worker, the client, the
+# door, the screen and the queue, under the race detector.
+RACE_PKGS := ./agent/ ./decision/ ./uploader/ ./actuator/ ./display/ ./queue/
+race:
+	go test -race -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) $(RACE_PKGS)
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)

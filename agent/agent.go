@@ -5,14 +5,10 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +21,7 @@ import (
 	"github.com/kioskd/kioskd/camera"
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
@@ -36,10 +33,14 @@ type Camera interface {
 	State() camera.State
 }
 
-// Selector turns frames into guidance and chosen shots; frame loop only.
+// Selector turns frames into guidance and chosen shots, and keeps the
+// brute-force guard; frame loop only.
 type Selector interface {
 	Process(frame gocv.Mat, ts time.Time) (capture.Event, error)
 	SetBusy(busy bool)
+	// Failed counts a "not a match" or "not live" answer; it reports
+	// whether that started a lockout, and until when.
+	Failed(now time.Time) (until time.Time, locked bool)
 }
 
 // Authenticator is the part of the Incode client the agent uses.
@@ -91,6 +92,8 @@ type Deps struct {
 	// then required.
 	Panel       Panel
 	Credentials Credentials
+	// Recorder records every decision; New makes one on Reg when nil.
+	Recorder *decision.Recorder
 }
 
 // Agent is one running kioskd.
@@ -101,14 +104,18 @@ type Agent struct {
 	now func() time.Time
 	m   *metrics
 	pm  *panelMetrics
+	rec *decision.Recorder
+
+	deliver *decision.Delivery
 
 	shots   chan *capture.Shot
-	decided chan struct{}
+	decided chan decision.Outcome
 	recfg   chan config.Capture
 
 	progress   atomic.Int64 // unix nanos of the frame loop's last iteration
 	firstFrame atomic.Bool
 	cameraUp   atomic.Bool
+	downWarned atomic.Bool // "camera unavailable" said before the first frame
 	authError  atomic.Bool
 	holdUntil  atomic.Int64 // unix nanos until which a result stays on screen
 
@@ -138,6 +145,9 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 	if d.Panel != nil && d.Credentials == nil {
 		return nil, errors.New("agent: a panel needs credentials")
 	}
+	if d.Recorder == nil {
+		d.Recorder = decision.NewRecorder(d.Log, d.Reg)
+	}
 	a := &Agent{
 		cfg:     cfg,
 		d:       d,
@@ -145,10 +155,13 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		now:     d.Now,
 		m:       newMetrics(d.Reg),
 		pm:      newPanelMetrics(d.Reg),
+		rec:     d.Recorder,
 		shots:   make(chan *capture.Shot, 1),
-		decided: make(chan struct{}, 1),
+		decided: make(chan decision.Outcome, 1),
 		recfg:   make(chan config.Capture, 1),
 	}
+	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax,
+		Log: d.Log, Now: d.Now, OnAuth: a.applyAuth}
 	a.progress.Store(a.now().UnixNano())
 	return a, nil
 }
@@ -174,7 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	a.publish(display.Update{State: display.State("ready")}, true)
+	a.publish(display.Update{State: display.StateReady}, true)
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -238,9 +251,9 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-a.decided:
+		case out := <-a.decided:
 			busy = false
-			a.d.Selector.SetBusy(false)
+			a.settle(out)
 		case c := <-a.recfg:
 			a.applyCapture(c)
 		default:
@@ -251,6 +264,14 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		switch {
 		case errors.Is(err, camera.ErrEnded):
 			a.log.Info("camera input ended")
+			if busy {
+				// The last attempt's failure must still reach the guard.
+				select {
+				case out := <-a.decided:
+					a.settle(out)
+				case <-ctx.Done():
+				}
+			}
 			return nil
 		case ctx.Err() != nil:
 			return nil
@@ -261,10 +282,12 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			// flash it on the screen between two frames.
 			continue
 		case err != nil:
-			if a.cameraUp.Swap(false) || !a.firstFrame.Load() {
+			// Once per outage (and once before the first frame): the camera
+			// logs each failed reopen with its cause, rate-limited.
+			if a.cameraUp.Swap(false) || !a.firstFrame.Load() && !a.downWarned.Swap(true) {
 				a.log.Warn("camera unavailable", "err", err)
 			}
-			a.publish(display.Update{State: "camera_down"}, false)
+			a.publish(display.Update{State: display.StateCameraDown}, false)
 			continue
 		}
 		if !a.cameraUp.Swap(true) && a.firstFrame.Load() {
@@ -293,29 +316,54 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			}
 		case capture.EventGuidance:
 			if !busy && len(ev.Reasons) > 0 {
-				a.publish(display.Update{State: "guidance", Reason: string(ev.Reasons[0])}, false)
+				a.publish(display.Update{State: display.StateGuidance, Reason: string(ev.Reasons[0])}, false)
 			}
 		case capture.EventLockout:
-			a.publish(display.Update{State: "lockout", Until: ev.Until}, false)
+			a.publish(display.Update{State: display.StateLockout, Until: ev.Until}, false)
 		case capture.EventIdle:
 			if !busy {
-				a.publish(display.Update{State: "ready"}, false)
+				a.publish(display.Update{State: display.StateReady}, false)
 			}
 		}
 	}
 }
 
+// settle ends an attempt on the frame loop: detection resumes, and a
+// counted failure goes to the brute-force guard.
+func (a *Agent) settle(out decision.Outcome) {
+	a.d.Selector.SetBusy(false)
+	if out.CountsTowardCap {
+		if until, locked := a.d.Selector.Failed(a.now()); locked {
+			// Shown once the result has been read.
+			a.publish(display.Update{State: display.StateLockout, Until: until}, false)
+		}
+	}
+}
+
 func (a *Agent) decisionWorker(ctx context.Context) error {
+	defer func() {
+		// Fail-secure: a bug in a decision must not leave the strike
+		// open while the process dies.
+		if p := recover(); p != nil {
+			if c, ok := a.d.Door.(interface{ Close() error }); ok {
+				_ = c.Close()
+			}
+			panic(p)
+		}
+	}()
 	for {
 		select {
 		case shot, ok := <-a.shots:
 			if !ok {
 				return nil
 			}
-			a.decide(ctx, shot)
+			out := a.decide(ctx, shot)
+			// The frame loop takes one outcome per shot before it sends
+			// the next, so this never blocks.
 			select {
-			case a.decided <- struct{}{}:
-			default:
+			case a.decided <- out:
+			case <-ctx.Done():
+				return nil
 			}
 		case <-ctx.Done():
 			return nil
@@ -323,93 +371,82 @@ func (a *Agent) decisionWorker(ctx context.Context) error {
 	}
 }
 
-// decide makes one live attempt. Only a PASS that arrives before the live
-// deadline opens the door.
-func (a *Agent) decide(ctx context.Context, shot *capture.Shot) {
-	a.publish(display.Update{State: "checking"}, true)
+// decide makes one live attempt: ask, decide, then door, screen and
+// record, in that order, whatever the answer. Only a well-formed PASS that
+// arrives before the live deadline opens the door.
+func (a *Agent) decide(ctx context.Context, shot *capture.Shot) decision.Outcome {
+	a.publish(display.Update{State: display.StateChecking}, true)
 	a.d.Door.Busy(true)
 	defer a.d.Door.Busy(false)
 
-	id := newID()
+	id := uploader.NewIdempotencyKey()
 	liveCtx, cancel := context.WithTimeout(ctx, a.cfg.Incode.LiveTimeout)
 	defer cancel()
 	var t timing
 	t.uploadStart = a.now()
-	resp, err := a.d.API.Authenticate(liveCtx, a.request(shot.JPEG), uploader.WithIdempotencyKey(id))
+	resp, err := a.d.API.Authenticate(liveCtx, uploader.FaceRequest(shot.JPEG, a.cfg.Device.SourceID), uploader.WithIdempotencyKey(id))
 	t.upload = a.now().Sub(t.uploadStart)
-	inTime := liveCtx.Err() == nil
-	source := a.cfg.Device.SourceID
-	ev := actuator.Event{Source: source}
+	in := decision.Input{Answer: resp, Err: err, InTime: liveCtx.Err() == nil, Stopping: ctx.Err() != nil, Mode: a.cfg.Device.Mode}
+	out := decision.Decide(in)
+	var extra []any
+	if out.Queue {
+		in.Queued = a.enqueue(shot, id)
+		out = decision.Decide(in)
+		extra = append(extra, "queued", in.Queued)
+	}
+	if err != nil {
+		extra = append(extra, "err", err)
+	}
+	a.applyAuth(out)
 
-	switch {
-	case err == nil && resp.Status == uploader.StatusPass && inTime:
-		a.setAuthError(false)
-		if a.d.Panel != nil {
-			a.panelPass(ctx, shot, resp, id, &t)
+	rec := decision.NewRecord(a.now(), a.cfg.Device, decision.KindLive, out, resp)
+	rec.CaptureID, rec.CapturedAt = id, shot.CapturedAt
+	if out.Unlock && a.d.Panel != nil {
+		// The panel decides and drives the strike (panel.go).
+		a.panelPass(ctx, shot, resp, rec, &t, extra)
+		if out.WakeDrainer {
 			a.wakeDrainer()
-			return
 		}
-		ev.Result, ev.AuthenticationID = ResultPass, resp.AuthenticationID
-		t.actuator = a.timed(func() {
-			if derr := a.d.Door.Pass(liveCtx, ev); derr != nil {
-				a.log.Error("door did not open", "err", derr)
-			}
-		})
-		latency := a.observeLatency(shot)
-		a.publish(display.Update{State: "pass", Name: a.firstName(ctx, resp.Token)}, true)
-		a.record(ResultPass, "", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
+		return out
+	}
+	t.actuator = a.timed(func() { a.signal(ctx, out, rec) })
+	rec.Latency = a.latency(shot)
+	u := display.Update{State: out.Screen}
+	if out.Result == decision.Fail {
+		u.Reason = out.Reason
+	}
+	if out.Unlock {
+		// Best effort and after the door: a greeting must not delay it.
+		rec.Name, rec.IdentityID = a.identify(ctx, resp.Token)
+		u.Name = rec.Name
+	}
+	a.publish(u, true)
+	a.rec.Record(ctx, rec, t.with(shot, extra...)...)
+	if out.WakeDrainer {
 		a.wakeDrainer()
-	case err == nil && resp.Status == uploader.StatusPass:
-		// The service said PASS, but after the person was told to wait no
-		// longer: a stale PASS must not open the door.
-		a.setAuthError(false)
-		ev.Result, ev.Reason = ResultError, "late"
-		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
-		latency := a.observeLatency(shot)
-		// Not "not recognised": the service recognised nobody in time.
-		a.publish(display.Update{State: "service_unavailable"}, true)
-		a.record(ResultError, "late", resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
-	case err == nil:
-		a.setAuthError(false)
-		reason := string(resp.FailureReason)
-		if reason == "" {
-			reason = "otherError"
+	}
+	return out
+}
+
+// doorTimeout bounds one door signal when kioskd is stopping; each output
+// also applies its own configured timeout.
+const doorTimeout = 10 * time.Second
+
+// signal drives the door for an outcome. The outputs get their own bounded
+// time, never what is left of the live deadline: a PASS that arrived late
+// in the window still gets its whole pulse, and a hook its whole timeout.
+func (a *Agent) signal(ctx context.Context, out decision.Outcome, rec decision.Record) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), doorTimeout)
+	defer cancel()
+	ev := actuator.Event{Result: string(out.Result), Reason: out.Reason, Source: rec.Source, AuthenticationID: rec.AuthenticationID}
+	if out.Unlock {
+		if err := a.d.Door.Pass(ctx, ev); err != nil {
+			a.log.Error("door did not open", "err", err)
 		}
-		ev.Result, ev.Reason, ev.AuthenticationID = ResultFail, reason, resp.AuthenticationID
-		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
-		latency := a.observeLatency(shot)
-		a.publish(display.Update{State: "fail", Reason: reason}, true)
-		a.record(ResultFail, reason, resp.AuthenticationID, latency, false, t.with(shot, "capture_id", id)...)
-		a.wakeDrainer()
-	case uploader.Retryable(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
-		reason := uploader.Reason(err)
-		if ctx.Err() != nil {
-			reason = "canceled"
-		}
-		queued := a.enqueue(shot, id)
-		ev.Result, ev.Reason = ResultOffline, reason
-		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
-		latency := a.observeLatency(shot)
-		state := display.State("offline")
-		if a.cfg.Device.Mode == config.ModeAttendance && queued {
-			state = "recorded"
-		}
-		a.publish(display.Update{State: state}, true)
-		a.record(ResultOffline, reason, "", latency, false, t.with(shot, "capture_id", id, "queued", queued, "err", err)...)
-	default:
-		reason := uploader.Reason(err)
-		ev.Result, ev.Reason = ResultError, reason
-		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
-		latency := a.observeLatency(shot)
-		var apiErr *uploader.APIError
-		if errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403) {
-			a.setAuthError(true)
-		}
-		// The service gave no usable answer (bad credentials, a malformed
-		// or refused answer): telling the person "not recognised" would be
-		// false, and trying again will not help.
-		a.publish(display.Update{State: "service_unavailable"}, true)
-		a.record(ResultError, reason, "", latency, false, t.with(shot, "capture_id", id, "err", err)...)
+		return
+	}
+	if err := a.d.Door.Fail(ctx, ev); err != nil {
+		a.log.Error("indicator failed", "err", err)
 	}
 }
 
@@ -449,53 +486,9 @@ func millis(d time.Duration) float64 {
 	return math.Round(float64(d)/float64(time.Millisecond)*10) / 10
 }
 
-func (a *Agent) request(jpeg []byte) uploader.AuthenticateRequest {
-	return uploader.AuthenticateRequest{
-		Face:   uploader.FaceObject{Base64Image: base64.StdEncoding.EncodeToString(jpeg)},
-		Source: a.cfg.Device.SourceID,
-	}
-}
-
-func (a *Agent) signalFail(ctx context.Context, ev actuator.Event) {
-	if err := a.d.Door.Fail(ctx, ev); err != nil {
-		a.log.Error("indicator failed", "err", err)
-	}
-}
-
-func (a *Agent) observeLatency(shot *capture.Shot) time.Duration {
-	lat := a.now().Sub(shot.FirstSeen)
-	if lat < 0 {
-		lat = 0
-	}
-	a.m.latency.Observe(lat.Seconds())
-	return lat
-}
-
-// record writes the decision log line and counts it.
-func (a *Agent) record(result, reason, authID string, latency time.Duration, deferred bool, extra ...any) {
-	if deferred {
-		a.m.deferred.WithLabelValues(result).Inc()
-	} else {
-		a.m.attempts.WithLabelValues(result).Inc()
-		if result != ResultPass {
-			a.m.failures.WithLabelValues(boundedReason(reason)).Inc()
-		}
-	}
-	attrs := []any{
-		"result", result,
-		"reason", reason,
-		"source", a.cfg.Device.SourceID,
-		"deferred", deferred,
-		"latency_ms", latency.Milliseconds(),
-	}
-	if authID != "" {
-		attrs = append(attrs, "authentication_id", authID)
-	}
-	if a.cfg.Device.Mode == config.ModeAttendance {
-		attrs = append(attrs, "mode", config.ModeAttendance)
-	}
-	attrs = append(attrs, extra...)
-	a.log.Info("decision", attrs...)
+// latency is face first seen → door signal.
+func (a *Agent) latency(shot *capture.Shot) time.Duration {
+	return max(a.now().Sub(shot.FirstSeen), 0)
 }
 
 func (a *Agent) enqueue(shot *capture.Shot, id string) bool {
@@ -524,34 +517,22 @@ func (a *Agent) enqueue(shot *capture.Shot, id string) bool {
 // Deliver is the drainer's delivery function: it sends a queued capture and
 // records the answer. A deferred answer never opens the door.
 func (a *Agent) Deliver(ctx context.Context, it queue.Item) error {
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.Incode.RequestTimeout)
-	defer cancel()
-	resp, err := a.d.API.Authenticate(cctx, a.request(it.JPEG), uploader.WithIdempotencyKey(it.ID))
-	if err != nil {
-		var apiErr *uploader.APIError
-		if errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403) {
-			// A bad key is the operator's to fix; keep the capture until then.
-			a.setAuthError(true)
-			return err
-		}
-		if uploader.Retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		a.record(ResultError, uploader.Reason(err), "", a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "err", err)
-		return queue.Permanent(err)
-	}
-	a.setAuthError(false)
-	result, reason := ResultFail, string(resp.FailureReason)
-	if resp.Status == uploader.StatusPass {
-		result, reason = ResultPass, ""
-	}
-	a.record(result, reason, resp.AuthenticationID, a.now().Sub(it.CapturedAt), true, "capture_id", it.ID, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
-	return nil
+	return a.deliver.Deliver(ctx, it)
 }
 
 func (a *Agent) wakeDrainer() {
 	if a.d.Drainer != nil {
 		a.d.Drainer.Wake()
+	}
+}
+
+// applyAuth follows what an outcome says about the device's credentials.
+func (a *Agent) applyAuth(out decision.Outcome) {
+	switch {
+	case out.AuthError:
+		a.setAuthError(true)
+	case out.AuthOK:
+		a.setAuthError(false)
 	}
 }
 
@@ -567,32 +548,21 @@ func (a *Agent) setAuthError(on bool) {
 	}
 }
 
-// firstName fetches the greeting name when configured. It is best effort:
-// the door has already opened.
-func (a *Agent) firstName(ctx context.Context, token string) string {
+// identify fetches the greeting name and the identity id when the greeting
+// is configured. It is best effort: the door has already opened, and any
+// part of the answer may be missing.
+func (a *Agent) identify(ctx context.Context, token string) (name, identityID string) {
 	if !a.cfg.Display.GreetByName || token == "" {
-		return ""
+		return "", ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	info, err := a.d.API.UserInfo(ctx, token)
-	if err != nil {
+	if err != nil || info == nil {
 		a.log.Debug("no greeting name", "reason", uploader.Reason(err))
-		return ""
+		return "", ""
 	}
-	return nameOf(info)
-}
-
-// nameOf is the first name in a userinfo answer.
-func nameOf(info *uploader.UserInfo) string {
-	if info.Name == nil {
-		return ""
-	}
-	name := strings.TrimSpace(info.Name.FirstName)
-	if name == "" {
-		name, _, _ = strings.Cut(strings.TrimSpace(info.Name.FullName), " ")
-	}
-	return name
+	return info.Name.First(), info.IdentityID
 }
 
 // publish shows u unless it is what is already shown. Frame-loop updates
@@ -609,7 +579,7 @@ func (a *Agent) publish(u display.Update, force bool) {
 	if force {
 		a.pending = nil
 		switch u.State {
-		case "pass", "fail", "offline", "recorded", "service_unavailable":
+		case display.StatePass, display.StateFail, display.StateOffline, display.StateRecorded, display.StateServiceUnavailable:
 			a.holdUntil.Store(now.Add(resultHold).UnixNano())
 		default:
 			a.holdUntil.Store(0)
@@ -639,7 +609,7 @@ func (a *Agent) expireHold(busy bool) {
 		return
 	}
 	a.holdUntil.Store(0)
-	next := display.Update{State: "ready"}
+	next := display.Update{State: display.StateReady}
 	a.mu.Lock()
 	if a.pending != nil {
 		next = *a.pending
@@ -647,10 +617,4 @@ func (a *Agent) expireHold(busy bool) {
 	}
 	a.mu.Unlock()
 	a.publish(next, false)
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

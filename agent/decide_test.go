@@ -15,6 +15,7 @@ import (
 	"github.com/kioskd/kioskd/actuator"
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -101,9 +102,9 @@ func TestNoUnlockWithoutALivePassInTime(t *testing.T) {
 		result string
 		reason string
 	}{
-		{"PASS after the live deadline", scriptedAPI{late: true, answer: pass}, ResultError, "late"},
-		{"malformed PASS", scriptedAPI{answer: &uploader.AuthenticateResponse{Status: uploader.StatusPass}, err: uploader.ErrMalformed}, ResultError, "malformed"},
-		{"PASS in time", scriptedAPI{answer: pass}, ResultPass, ""},
+		{"PASS after the live deadline", scriptedAPI{late: true, answer: pass}, string(decision.Error), "late"},
+		{"malformed PASS", scriptedAPI{answer: &uploader.AuthenticateResponse{Status: uploader.StatusPass}, err: uploader.ErrMalformed}, string(decision.Error), "malformed"},
+		{"PASS in time", scriptedAPI{answer: pass}, string(decision.Pass), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,7 +116,7 @@ func TestNoUnlockWithoutALivePassInTime(t *testing.T) {
 				t.Errorf("decision %v, want %s %q", d, c.result, c.reason)
 			}
 			wantPass := 0
-			if c.result == ResultPass {
+			if c.result == string(decision.Pass) {
 				wantPass = 1
 			}
 			if door.pass != wantPass {
@@ -130,7 +131,7 @@ func TestNoUnlockWithoutALivePassInTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := lastDecision(t, logs)
-		if d["result"] != ResultPass || d["deferred"] != true || d["capture_id"] != "cap-1" {
+		if d["result"] != string(decision.Pass) || d["deferred"] != true || d["capture_id"] != "cap-1" {
 			t.Errorf("deferred decision %v", d)
 		}
 		if door.pass != 0 || door.fails != 0 {

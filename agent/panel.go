@@ -11,6 +11,7 @@ import (
 	"github.com/kioskd/kioskd/actuator"
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/credentials"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/panel"
 	"github.com/kioskd/kioskd/uploader"
@@ -53,8 +54,10 @@ func newPanelMetrics(reg prometheus.Registerer) *panelMetrics {
 // panelPass handles a live PASS when a panel decides: find who passed,
 // send their credential, wait for the panel's answer and show it. The strike
 // is the panel's: the unlock outputs are not pulsed.
-func (a *Agent) panelPass(ctx context.Context, shot *capture.Shot, resp *uploader.AuthenticateResponse, id string, t *timing) {
-	ident, name, err := a.identify(ctx, resp)
+func (a *Agent) panelPass(ctx context.Context, shot *capture.Shot, resp *uploader.AuthenticateResponse, rec decision.Record, t *timing, extra []any) {
+	rec.Unlocked = false
+	ident, name, err := a.whoPassed(ctx, resp)
+	rec.IdentityID = ident.IdentityID
 	var cred credentials.Credential
 	if err == nil {
 		cred, err = a.d.Credentials.Resolve(ident)
@@ -66,41 +69,51 @@ func (a *Agent) panelPass(ctx context.Context, shot *capture.Shot, resp *uploade
 			reason = ns.Reason
 		}
 		a.pm.notSent.WithLabelValues(reason).Inc()
-		ev := actuator.Event{Source: a.cfg.Device.SourceID, Result: ResultPass, Reason: reason, AuthenticationID: resp.AuthenticationID}
-		t.actuator = a.timed(func() { a.signalFail(ctx, ev) })
-		latency := a.observeLatency(shot)
-		a.publish(display.Update{State: "fail", Reason: "see_reception"}, true)
+		rec.PanelAnswer, rec.PanelNotSent = "not_sent", reason
+		t.actuator = a.timed(func() { a.panelIndicate(ctx, rec, reason) })
+		rec.Latency = a.latency(shot)
+		a.publish(display.Update{State: display.StateFail, Reason: "see_reception"}, true)
 		a.log.Warn("nothing sent to the panel", "reason", reason, "authentication_id", resp.AuthenticationID)
-		a.record(ResultPass, "", resp.AuthenticationID, latency, false,
-			t.with(shot, "capture_id", id, "panel_answer", "not_sent", "panel_not_sent", reason)...)
+		a.rec.Record(ctx, rec, t.with(shot, extra...)...)
 		return
 	}
 	var res panel.Result
 	var perr error
 	t.actuator = a.timed(func() { res, perr = a.d.Panel.Send(ctx, cred) })
-	latency := a.observeLatency(shot)
+	rec.Latency = a.latency(shot)
+	rec.PanelAnswer, rec.PanelWait = res.Answer, res.Waited
+	rec.CredentialFormat, rec.Credential = string(cred.Format), cred.Masked()
 	switch res.Answer {
 	case panel.AnswerGranted, panel.AnswerSent:
-		a.publish(display.Update{State: "pass", Name: name}, true)
+		rec.Name = name
+		a.publish(display.Update{State: display.StatePass, Name: name}, true)
 	case panel.AnswerDenied:
-		ev := actuator.Event{Source: a.cfg.Device.SourceID, Result: ResultPass, Reason: "panel_denied", AuthenticationID: resp.AuthenticationID}
-		a.signalFail(ctx, ev)
-		a.publish(display.Update{State: "fail", Reason: "panel_denied"}, true)
+		a.panelIndicate(ctx, rec, "panel_denied")
+		a.publish(display.Update{State: display.StateFail, Reason: "panel_denied"}, true)
 	default:
-		a.publish(display.Update{State: "fail", Reason: "panel_no_answer"}, true)
+		a.publish(display.Update{State: display.StateFail, Reason: "panel_no_answer"}, true)
 	}
-	kv := []any{"capture_id", id, "panel_answer", res.Answer, "panel_wait_ms", millis(res.Waited),
-		"credential_format", string(cred.Format), "credential", cred.Masked()}
 	if perr != nil {
-		kv = append(kv, "panel_err", perr.Error())
+		extra = append(extra, "panel_err", perr.Error())
 	}
-	a.record(ResultPass, "", resp.AuthenticationID, latency, false, t.with(shot, kv...)...)
+	a.rec.Record(ctx, rec, t.with(shot, extra...)...)
 }
 
-// identify gathers what is known of who passed; userinfo is fetched with
+// panelIndicate lights the fail indicator for a PASS the panel refused or
+// that sent nothing; it never touches the strike.
+func (a *Agent) panelIndicate(ctx context.Context, rec decision.Record, reason string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), doorTimeout)
+	defer cancel()
+	ev := actuator.Event{Result: string(rec.Result), Reason: reason, Source: rec.Source, AuthenticationID: rec.AuthenticationID}
+	if err := a.d.Door.Fail(ctx, ev); err != nil {
+		a.log.Error("indicator failed", "err", err)
+	}
+}
+
+// whoPassed gathers what is known of who passed; userinfo is fetched with
 // the PASS token when the credential lookup needs it. Without userinfo the
 // identity's status is unknown, and a REVOKED identity must not get through.
-func (a *Agent) identify(ctx context.Context, resp *uploader.AuthenticateResponse) (credentials.Identity, string, error) {
+func (a *Agent) whoPassed(ctx context.Context, resp *uploader.AuthenticateResponse) (credentials.Identity, string, error) {
 	ident := credentials.Identity{VerificationID: resp.VerificationID}
 	if !a.d.Credentials.NeedsUserInfo() {
 		return ident, "", nil
@@ -111,6 +124,9 @@ func (a *Agent) identify(ctx context.Context, resp *uploader.AuthenticateRespons
 	uctx, cancel := context.WithTimeout(ctx, userinfoTimeout)
 	defer cancel()
 	info, err := a.d.API.UserInfo(uctx, resp.Token)
+	if err == nil && info == nil {
+		err = errors.New("empty userinfo")
+	}
 	if err != nil {
 		a.log.Warn("userinfo unavailable: the identity's status cannot be checked", "reason", uploader.Reason(err))
 		return ident, "", err
@@ -124,7 +140,7 @@ func (a *Agent) identify(ctx context.Context, resp *uploader.AuthenticateRespons
 	}
 	name := ""
 	if a.cfg.Display.GreetByName {
-		name = nameOf(info)
+		name = info.Name.First()
 	}
 	return ident, name, nil
 }
@@ -134,9 +150,6 @@ func (a *Agent) PanelText(t panel.Text) {
 	a.mu.Lock()
 	u := a.shown
 	a.mu.Unlock()
-	if u.State == "" {
-		u.State = "ready"
-	}
 	u.Text = strings.TrimSpace(t.Text)
 	a.publish(u, true)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/credentials"
+	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/internal/osdptest"
 	"github.com/kioskd/kioskd/panel"
 	"github.com/kioskd/kioskd/uploader"
@@ -121,20 +122,21 @@ func TestPanelDecides(t *testing.T) {
 	for _, tc := range []struct {
 		who             string
 		status          uploader.IdentityStatus
-		state, reason   string
+		state           display.State
+		reason          string
 		answer, notSent string
 		cardsAtThePanel int
 	}{
-		{"ann", uploader.IdentityActive, "pass", "", panel.AnswerGranted, "", 1},
-		{"bob", uploader.IdentityActive, "fail", "panel_denied", panel.AnswerDenied, "", 2},
-		{"ann", uploader.IdentityRevoked, "fail", "see_reception", "not_sent", credentials.ReasonRevoked, 2},
-		{"eve", uploader.IdentityActive, "fail", "see_reception", "not_sent", credentials.ReasonNoCredential, 2},
+		{"ann", uploader.IdentityActive, display.StatePass, "", panel.AnswerGranted, "", 1},
+		{"bob", uploader.IdentityActive, display.StateFail, "panel_denied", panel.AnswerDenied, "", 2},
+		{"ann", uploader.IdentityRevoked, display.StateFail, "see_reception", "not_sent", credentials.ReasonRevoked, 2},
+		{"eve", uploader.IdentityActive, display.StateFail, "see_reception", "not_sent", credentials.ReasonNoCredential, 2},
 	} {
 		api.set(tc.who, tc.status)
 		logs.Reset()
 		a.decide(context.Background(), shot)
 		d := lastDecision(t, &logs)
-		if d["result"] != ResultPass || d["panel_answer"] != tc.answer {
+		if d["result"] != "PASS" || d["panel_answer"] != tc.answer {
 			t.Errorf("%s %s: decision %v", tc.who, tc.status, d)
 		}
 		if tc.notSent != "" && d["panel_not_sent"] != tc.notSent {
@@ -143,7 +145,7 @@ func TestPanelDecides(t *testing.T) {
 		if tc.answer == panel.AnswerGranted && d["credential"] != "h10301/7/*00" {
 			t.Errorf("credential on the decision line: %v", d["credential"])
 		}
-		if u := scr.last(); string(u.State) != tc.state || u.Reason != tc.reason {
+		if u := scr.last(); u.State != tc.state || u.Reason != tc.reason {
 			t.Errorf("%s: screen %+v, want %s %s", tc.who, u, tc.state, tc.reason)
 		}
 		mu.Lock()

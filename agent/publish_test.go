@@ -29,6 +29,7 @@ type idleSelector struct{}
 
 func (idleSelector) Process(gocv.Mat, time.Time) (capture.Event, error) { return capture.Event{}, nil }
 func (idleSelector) SetBusy(bool)                                       {}
+func (idleSelector) Failed(time.Time) (time.Time, bool)                 { return time.Time{}, false }
 
 type idleAPI struct{}
 

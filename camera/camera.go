@@ -120,6 +120,7 @@ type Source struct {
 	pending   bool // a read request is outstanding on w
 	abandoned []*worker
 	backoff   time.Duration
+	downWarn  repeats // "down, reopening" warnings, rate-limited
 	nextOpen  time.Time
 	opened    bool // a device has been opened at least once
 	rewinding bool // reopening a looping file: not a reconnect
@@ -340,6 +341,9 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.repeats.Inc()
 	}
 	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
+	if s.downWarn.key != "" {
+		s.downWarn = repeats{} // the next outage is news again
+	}
 	s.setState(StateUp)
 	return r.ts, true, nil
 }
@@ -381,7 +385,14 @@ func (s *Source) fail(what string, err error) {
 	s.nextOpen = s.o.now().Add(d)
 	s.backoff = min(s.backoff*2, s.cfg.ReconnectMax)
 	s.setState(StateDown)
-	s.log.Warn("camera: down, reopening", "what", what, "err", err, "retry_in", d.Round(time.Millisecond))
+	s.m.failures.WithLabelValues(what).Inc()
+	if left, ok := s.downWarn.allow(what+": "+err.Error(), s.o.now()); ok {
+		attrs := []any{"what", what, "err", err, "retry_in_ms", d.Milliseconds()}
+		if left > 0 {
+			attrs = append(attrs, "repeated", left)
+		}
+		s.log.Warn("camera: down, reopening", attrs...)
+	}
 }
 
 // retire stops a worker without waiting: a driver stuck in a read returns

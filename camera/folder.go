@@ -13,9 +13,6 @@ import (
 
 var imageExts = []string{".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
-// maxImageBytes skips files no camera frame would ever be.
-const maxImageBytes = 64 << 20
-
 func listImages(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -37,14 +34,15 @@ func listImages(dir string) ([]string, error) {
 // folderDevice plays the images of a folder in name order, like a video.
 // An image that cannot be decoded is reported and skipped.
 type folderDevice struct {
-	files  []string
-	next   int
-	width  int
-	height int
-	skip   func(path string, err error)
+	files     []string
+	maxPixels int
+	next      int
+	width     int
+	height    int
+	skip      func(path string, err error)
 }
 
-func openFolder(dir string, skip func(string, error)) (*folderDevice, error) {
+func openFolder(dir string, maxPixels int, skip func(string, error)) (*folderDevice, error) {
 	files, err := listImages(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list folder: %w", err)
@@ -52,26 +50,16 @@ func openFolder(dir string, skip func(string, error)) (*folderDevice, error) {
 	if len(files) == 0 {
 		return nil, errors.New("folder has no images")
 	}
-	return &folderDevice{files: files, skip: skip}, nil
+	return &folderDevice{files: files, maxPixels: maxPixels, skip: skip}, nil
 }
 
 func (f *folderDevice) Read(dst *gocv.Mat) bool {
 	for f.next < len(f.files) {
 		p := f.files[f.next]
 		f.next++
-		fi, err := os.Stat(p)
+		m, err := ReadImageFile(p, f.maxPixels)
 		if err != nil {
 			f.skip(p, err)
-			continue
-		}
-		if fi.Size() == 0 || fi.Size() > maxImageBytes {
-			f.skip(p, fmt.Errorf("size %d bytes is outside 1..%d", fi.Size(), maxImageBytes))
-			continue
-		}
-		m := gocv.IMRead(p, gocv.IMReadColor)
-		if m.Empty() {
-			m.Close()
-			f.skip(p, errors.New("not a decodable image"))
 			continue
 		}
 		m.CopyTo(dst)

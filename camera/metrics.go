@@ -10,6 +10,8 @@ type metrics struct {
 	up, lastFrame                         prometheus.Gauge
 	frames, reconnects, readErrors, stale prometheus.Counter
 	repeats                               prometheus.Counter
+	rejected                              *prometheus.CounterVec
+	failures                              *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,8 +37,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		repeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kioskd_camera_decodes_skipped_total", Help: "JPEG frames not decoded because the scene had not changed (the last frame's pixels were delivered).",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_camera_images_rejected_total", Help: "Pictures refused before they reached the frame loop, by reason (too_large, truncated, undecodable).",
+		}, []string{"reason"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_camera_failures_total", Help: "Times the camera was found down, by what failed (open, read, stall); each is followed by a reopen.",
+		}, []string{"what"}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale, m.repeats} {
+	for _, w := range []string{"open", "read", "stall"} {
+		m.failures.WithLabelValues(w)
+	}
+	for _, r := range []string{RejectTooLarge, RejectTruncated, RejectUndecodable} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale, m.repeats, m.rejected, m.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("camera: register metrics: %w", err)
 		}

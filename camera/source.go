@@ -135,37 +135,45 @@ func (s *Source) ffmpegOptions() string {
 func (s *Source) openOpenCV(spec string) (Device, error) {
 	switch s.kind {
 	case kindFolder:
-		return openFolder(spec, s.skipImage)
+		return openFolder(spec, s.cfg.MaxPixels, s.skipImage)
 	case kindDevice:
 		if isIndex(spec) {
 			n, _ := strconv.Atoi(spec)
-			return checked(gocv.VideoCaptureDeviceWithAPI(n, gocv.VideoCaptureV4L2))
+			return s.checked(spec)(gocv.VideoCaptureDeviceWithAPI(n, gocv.VideoCaptureV4L2))
 		}
-		return checked(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureV4L2))
+		return s.checked(spec)(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureV4L2))
 	case kindURL:
 		if s.ffmpegEnv != "" {
 			if err := os.Setenv(ffmpegEnv, s.ffmpegEnv); err != nil {
 				return nil, fmt.Errorf("set %s: %w", ffmpegEnv, err)
 			}
 		}
-		return checked(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureFFmpeg))
+		return s.checked(spec)(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureFFmpeg))
 	case kindGst:
-		return checked(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureGstreamer))
+		return s.checked(spec)(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureGstreamer))
 	}
-	return checked(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureAny))
+	return s.checked(spec)(gocv.VideoCaptureFileWithAPI(spec, gocv.VideoCaptureAny))
 }
 
-// checked turns gocv's half-opened capture into an error, naming no URL:
-// gocv's message includes the whole URL with its password.
-func checked(vc *gocv.VideoCapture, err error) (Device, error) {
-	if err != nil || !vc.IsOpened() {
-		vc.Close()
-		return nil, errors.New("OpenCV could not open the source")
+// checked turns gocv's half-opened capture into an error that says why the
+// source did not open, naming no URL: gocv's message includes the whole URL
+// with its password.
+func (s *Source) checked(spec string) func(vc *gocv.VideoCapture, err error) (Device, error) {
+	return func(vc *gocv.VideoCapture, err error) (Device, error) {
+		if err != nil || !vc.IsOpened() {
+			vc.Close()
+			return nil, fmt.Errorf("OpenCV could not open the source: %s", diagnose(s.kind, spec))
+		}
+		return vc, nil
 	}
-	return vc, nil
 }
 
 func (s *Source) skipImage(path string, err error) {
 	s.m.readErrors.Inc()
+	reason := RejectUndecodable
+	if ie, ok := errors.AsType[*ImageError](err); ok {
+		reason = ie.Reason
+	}
+	s.m.rejected.WithLabelValues(reason).Inc()
 	s.log.Warn("camera: skipping an unreadable image", "file", filepath.Base(path), "err", err)
 }

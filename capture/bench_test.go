@@ -82,7 +82,7 @@ func BenchmarkFrameWork(b *testing.B) {
 			var ours benchResult
 			b.Run(name+"/kioskd", func(b *testing.B) {
 				cfg := defaultCapture()
-				cfg.MaxAttempts = 0 // measure the work, not a lockout
+				cfg.MaxFailures = 0 // measure the work, not a lockout
 				clk := newClock()
 				s, err := New(cfg, discard(), newReg(), WithClock(clk.Now))
 				if err != nil {
@@ -220,7 +220,7 @@ func BenchmarkLongRun(b *testing.B) {
 	person := benchClip(b, "a", 1280, 720, benchClipFrames)
 	wall := benchClip(b, "empty", 1280, 720, benchClipFrames)
 	cfg := defaultCapture()
-	cfg.MaxAttempts = 0
+	cfg.MaxFailures = 0
 	clk := newClock()
 	s, err := New(cfg, discard(), newReg(), WithClock(clk.Now))
 	if err != nil {

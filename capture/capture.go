@@ -93,13 +93,6 @@ type Event struct {
 	Analysis Analysis
 }
 
-// AttemptStore persists the times of recent attempts so the per-device cap
-// survives restarts.
-type AttemptStore interface {
-	Load() ([]time.Time, error)
-	Save([]time.Time) error
-}
-
 // Option changes how a Selector is built.
 type Option func(*options)
 
@@ -122,6 +115,7 @@ type Selector struct {
 	log   *slog.Logger
 	now   func() time.Time
 	store AttemptStore
+	guard *guard
 	m     *metrics
 
 	det  *detector
@@ -143,7 +137,6 @@ type Selector struct {
 	lastGuidance []Reason
 	said         bool      // guidance was shown for this presence
 	lockUntil    time.Time // while stLocked
-	attempts     []time.Time
 
 	cooldownAt time.Time
 
@@ -187,15 +180,7 @@ func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts .
 	if s.store == nil && cfg.AttemptsPath != "" {
 		s.store = NewFileAttemptStore(cfg.AttemptsPath)
 	}
-	if s.store != nil {
-		at, err := s.store.Load()
-		if err != nil {
-			// A damaged file must not keep the door from working; the cap
-			// restarts empty and says so.
-			log.Warn("capture: attempt history unreadable, starting empty", "err", err)
-		}
-		s.attempts = at
-	}
+	s.guard = newGuard(cfg, s.store, log, o.now())
 	m, err := newMetrics(reg)
 	if err != nil {
 		s.Close()
@@ -259,7 +244,8 @@ func (s *Selector) Encode(frame gocv.Mat, face image.Rectangle) (*Shot, error) {
 // Process analyses one frame of the live loop and advances the selection:
 // presence in presence_frames consecutive frames, then the best accepted
 // frame of the window becomes an EventShot; after it, cooldown until the
-// face leaves or the cooldown passes; attempts are capped per attempt_window.
+// face leaves or the cooldown passes; during a lockout (see Failed) it
+// detects nothing.
 func (s *Selector) Process(frame gocv.Mat, ts time.Time) (Event, error) {
 	if s.det == nil {
 		return Event{}, errors.New("capture: selector closed")
@@ -355,13 +341,10 @@ func (s *Selector) advance(frame gocv.Mat, ts, now time.Time, a Analysis) (Event
 		if s.streak < s.cfg.PresenceFrames {
 			return s.guidance(a), nil
 		}
-		if until, locked := s.lockedUntil(now); locked {
-			// The cap shows when someone actually tries again, not to the
-			// next person right after the last allowed attempt.
+		if until, locked := s.guard.lockedUntil(now); locked {
+			// The lockout shows when someone tries during it.
 			s.resetPresence()
 			s.state, s.lockUntil = stLocked, until
-			s.m.lockouts.Inc()
-			s.log.Info("capture: attempt cap reached, locked out", "until", until, "max_attempts", s.cfg.MaxAttempts, "attempt_window", s.cfg.AttemptWindow)
 			return Event{Kind: EventLockout, Until: until, Analysis: a}, nil
 		}
 		s.state = stPresent
@@ -420,7 +403,6 @@ func (s *Selector) shoot(now, ts time.Time, a Analysis) (Event, error) {
 	}
 	shot.CapturedAt, shot.FirstSeen, shot.Score = bestTS, firstSeen, best.Score
 	shot.PresentAt, shot.DecidedAt = presentAt, ts
-	s.recordAttempt(now)
 	s.m.shots.Inc()
 	return Event{Kind: EventShot, Shot: shot, Analysis: best}, nil
 }
@@ -443,46 +425,18 @@ func (s *Selector) resetPresence() {
 	s.lastGuidance, s.said = nil, false
 }
 
-// recentAttempts drops attempts older than the window.
-func (s *Selector) recentAttempts(now time.Time) []time.Time {
-	keep := s.attempts[:0]
-	for _, t := range s.attempts {
-		if now.Sub(t) < s.cfg.AttemptWindow && !t.After(now.Add(time.Minute)) {
-			keep = append(keep, t)
-		}
+// Failed counts an answer that said "not a match" or "not live" towards
+// the brute-force guard. When it locks the device it returns the end of
+// the lockout, and the selector detects nothing until then. Like Process
+// it belongs to the frame-loop goroutine.
+func (s *Selector) Failed(now time.Time) (time.Time, bool) {
+	until, locked := s.guard.fail(now)
+	if locked {
+		s.resetPresence()
+		s.state, s.lockUntil = stLocked, until
+		s.m.lockouts.Inc()
+		s.log.Warn("capture: too many failed attempts, locked out", "until", until,
+			"max_failures", s.cfg.MaxFailures, "failure_window", s.cfg.FailureWindow, "lockout", s.cfg.Lockout)
 	}
-	s.attempts = keep
-	return keep
-}
-
-// lockedUntil derives the lockout from the attempt history alone, so that
-// it survives a restart: with max_attempts in the window, the device is
-// locked until both the lockout after the last attempt has passed and the
-// window has room again.
-func (s *Selector) lockedUntil(now time.Time) (time.Time, bool) {
-	if s.cfg.MaxAttempts <= 0 {
-		return time.Time{}, false
-	}
-	recent := s.recentAttempts(now)
-	if len(recent) < s.cfg.MaxAttempts {
-		return time.Time{}, false
-	}
-	last := recent[len(recent)-1]
-	until := last.Add(s.cfg.Lockout)
-	if free := recent[len(recent)-s.cfg.MaxAttempts].Add(s.cfg.AttemptWindow); free.After(until) {
-		until = free
-	}
-	return until, now.Before(until)
-}
-
-func (s *Selector) recordAttempt(now time.Time) {
-	if s.cfg.MaxAttempts <= 0 {
-		return
-	}
-	s.attempts = append(s.recentAttempts(now), now)
-	if s.store != nil {
-		if err := s.store.Save(slices.Clone(s.attempts)); err != nil {
-			s.log.Warn("capture: cannot persist attempt history", "err", err)
-		}
-	}
+	return until, locked
 }

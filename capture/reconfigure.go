@@ -107,6 +107,7 @@ func (s *Selector) Reconfigure(cfg config.Capture) error {
 	s.setParts(p)
 	cfg.AttemptsPath = s.cfg.AttemptsPath
 	s.cfg = cfg
+	s.guard.configure(cfg)
 	if s.state == stIdle || s.state == stPresent {
 		s.resetPresence()
 	}

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,11 +251,14 @@ func TestLeavingMidWindowShootsBest(t *testing.T) {
 	}
 }
 
-func TestAttemptCapLockoutSurvivesRestart(t *testing.T) {
+// TestBruteForceGuard: shots alone (a lobby of people who pass) never
+// lock; max_failures counted failures in the window do, for the fixed
+// lockout, and a restart does not lift it.
+func TestBruteForceGuardLockoutSurvivesRestart(t *testing.T) {
 	testmedia.CheckMats(t)
 	cfg := selectCfg()
-	cfg.MaxAttempts = 2
-	cfg.AttemptWindow = time.Minute
+	cfg.MaxFailures = 2
+	cfg.FailureWindow = time.Minute
 	cfg.Lockout = 90 * time.Second
 	path := filepath.Join(t.TempDir(), "attempts.json")
 	clk := newClock()
@@ -262,35 +266,40 @@ func TestAttemptCapLockoutSurvivesRestart(t *testing.T) {
 	s1, reg := newSelector(t, cfg, WithClock(clk.Now), WithAttemptStore(NewFileAttemptStore(path)))
 	r := &run{t: t, s: s1, clk: clk, f: f}
 
-	var shots []time.Time
-	for range 2 {
+	shot := func(what string) {
+		t.Helper()
 		evs := r.feed("a", 12)
 		if !slices.Equal(kinds(evs), []EventKind{EventShot}) {
-			t.Fatalf("attempt %d: %v", len(shots)+1, kinds(evs))
+			t.Fatalf("%s: %v, want a shot", what, kinds(evs))
 		}
-		shots = append(shots, evs[0].ts)
 		r.feed("empty", 5)
 	}
-	evs := r.feed("a", 12)
-	if len(evs) != 1 || evs[0].ev.Kind != EventLockout {
-		t.Fatalf("third presence: %v, want lockout", kinds(evs))
+	for i := range 4 {
+		shot(fmt.Sprintf("uncounted attempt %d", i+1))
 	}
-	until := evs[0].ev.Until
-	if want := shots[1].Add(90 * time.Second); !until.Equal(want) {
-		t.Errorf("locked until %v, want %v (90 s after the last attempt)", until, want)
+	if _, locked := s1.Failed(clk.Now()); locked {
+		t.Fatal("one counted failure locked the device")
+	}
+	shot("after one failure")
+	until, locked := s1.Failed(clk.Now())
+	if !locked || !until.Equal(clk.Now().Add(90*time.Second)) {
+		t.Fatalf("second failure: locked %v until %v, want locked for 90 s", locked, until)
 	}
 	if got := counterValue(t, reg, "kioskd_capture_lockouts_total", ""); got != 1 {
 		t.Errorf("lockouts_total %v", got)
 	}
+	if evs := r.feed("a", 12); len(evs) != 0 {
+		t.Fatalf("during lockout: %v, want nothing detected", kinds(evs))
+	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("attempt file: %v %v, want mode 0600", fi.Mode(), err)
+		t.Fatalf("attempt file: %v %v, want mode 0600", fi, err)
 	}
 
-	// A restart does not reset the cap.
+	// A restart does not lift the lockout.
 	s2, _ := newSelector(t, cfg, WithClock(clk.Now), WithAttemptStore(NewFileAttemptStore(path)))
 	r.s = s2
-	evs = r.feed("a", 3)
+	evs := r.feed("a", 3)
 	if len(evs) != 1 || evs[0].ev.Kind != EventLockout || !evs[0].ev.Until.Equal(until) {
 		t.Fatalf("after restart: %+v, want the same lockout", evs)
 	}
@@ -302,6 +311,10 @@ func TestAttemptCapLockoutSurvivesRestart(t *testing.T) {
 	evs = r.feed("a", 15)
 	if !slices.Equal(kinds(evs), []EventKind{EventIdle, EventShot}) {
 		t.Fatalf("after lockout: %v, want idle then a shot", kinds(evs))
+	}
+	// The lockout started a fresh count.
+	if _, locked := s2.Failed(clk.Now()); locked {
+		t.Fatal("the first failure after a lockout locked again")
 	}
 }
 
@@ -360,16 +373,25 @@ func TestTrackingSearchesNearTheFace(t *testing.T) {
 func TestFileAttemptStore(t *testing.T) {
 	dir := t.TempDir()
 	st := NewFileAttemptStore(filepath.Join(dir, "a.json"))
-	if at, err := st.Load(); err != nil || len(at) != 0 {
+	if at, err := st.Load(); err != nil || len(at.Failures) != 0 || !at.LockedUntil.IsZero() {
 		t.Fatalf("missing file: %v %v", at, err)
 	}
-	want := []time.Time{time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 1, 0, 1, 0, 0, time.UTC)}
+	want := AttemptState{Failures: []time.Time{time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 1, 0, 1, 0, 0, time.UTC)},
+		LockedUntil: time.Date(2025, 1, 1, 0, 5, 0, 0, time.UTC)}
 	if err := st.Save(want); err != nil {
 		t.Fatal(err)
 	}
 	at, err := NewFileAttemptStore(filepath.Join(dir, "a.json")).Load()
-	if err != nil || len(at) != 2 || !at[0].Equal(want[0]) || !at[1].Equal(want[1]) {
+	if err != nil || len(at.Failures) != 2 || !at.Failures[0].Equal(want.Failures[0]) || !at.Failures[1].Equal(want.Failures[1]) || !at.LockedUntil.Equal(want.LockedUntil) {
 		t.Fatalf("round trip: %v %v", at, err)
+	}
+	// The earlier cap's file (every attempt) holds no failures.
+	old := filepath.Join(dir, "old.json")
+	if err := os.WriteFile(old, []byte(`{"attempts":["2025-01-01T00:00:00Z"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if at, err := NewFileAttemptStore(old).Load(); err != nil || len(at.Failures) != 0 {
+		t.Errorf("old file: %v %v, want empty", at, err)
 	}
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
@@ -382,8 +404,8 @@ func TestFileAttemptStore(t *testing.T) {
 	cfg := selectCfg()
 	cfg.AttemptsPath = bad
 	s, _ := newSelector(t, cfg)
-	if len(s.attempts) != 0 {
-		t.Errorf("attempts %v", s.attempts)
+	if len(s.guard.st.Failures) != 0 || !s.guard.st.LockedUntil.IsZero() {
+		t.Errorf("guard state %v", s.guard.st)
 	}
 	if err := NewFileAttemptStore(filepath.Join(dir, "no", "such", "dir.json")).Save(want); err == nil {
 		t.Error("save into a missing directory succeeded")

@@ -24,6 +24,10 @@ type Camera struct {
 	// FourCC asks a V4L2 camera for a pixel format, e.g. MJPG: many USB
 	// cameras only reach 720p at 30 fps compressed. Empty: the driver's choice.
 	FourCC string `yaml:"fourcc"`
+	// MaxPixels refuses a picture or frame larger than this (width x
+	// height), read from its header before it is decoded: about 4K by
+	// default, since a 20000x20000 picture costs gigabytes once decoded.
+	MaxPixels int `yaml:"max_pixels"`
 }
 
 func (c *Camera) defaults() {
@@ -38,6 +42,7 @@ func (c *Camera) defaults() {
 	c.ReconnectMax = 30 * time.Second
 	c.RTSPTransport = "tcp"
 	c.NetworkTimeout = 5 * time.Second
+	c.MaxPixels = 3840 * 2160
 }
 
 func (c *Camera) validate(p *Problems) {
@@ -52,6 +57,12 @@ func (c *Camera) validate(p *Problems) {
 	}
 	if c.BufferSize < 0 || c.BufferSize > 64 {
 		p.add("camera.buffer_size: %d is outside 0..64", c.BufferSize)
+	}
+	if c.MaxPixels < 320*240 || c.MaxPixels > 8192*8192 {
+		p.add("camera.max_pixels: %d is outside %d..%d", c.MaxPixels, 320*240, 8192*8192)
+	}
+	if c.Width*c.Height > c.MaxPixels {
+		p.add("camera.max_pixels: %d is less than the configured frame, %dx%d", c.MaxPixels, c.Width, c.Height)
 	}
 	positive(p, "camera.max_frame_age", c.MaxFrameAge)
 	positive(p, "camera.stall_timeout", c.StallTimeout)

@@ -31,11 +31,20 @@ type Capture struct {
 	PresenceFrames int           `yaml:"presence_frames"`
 	Window         time.Duration `yaml:"window"`
 	Cooldown       time.Duration `yaml:"cooldown"`
-	MaxAttempts    int           `yaml:"max_attempts"`
-	AttemptWindow  time.Duration `yaml:"attempt_window"`
-	Lockout        time.Duration `yaml:"lockout"`
-	// AttemptsPath keeps attempt times across restarts; empty keeps them in memory.
+	// The brute-force guard: MaxFailures FAIL answers that say "not a match"
+	// or "not live" within FailureWindow lock the device for Lockout. Passes,
+	// errors, offline and guidance failures (mask, lenses) never count.
+	MaxFailures   int           `yaml:"max_failures"`
+	FailureWindow time.Duration `yaml:"failure_window"`
+	Lockout       time.Duration `yaml:"lockout"`
+	// AttemptsPath keeps the counted failures and a running lockout across
+	// restarts; empty keeps them in memory.
 	AttemptsPath string `yaml:"attempts_path"`
+	// OldMaxAttempts and OldAttemptWindow are the keys of an earlier cap
+	// that counted every attempt; they are read into the new keys with a
+	// warning that says what changed.
+	OldMaxAttempts   *int           `yaml:"max_attempts"`
+	OldAttemptWindow *time.Duration `yaml:"attempt_window"`
 
 	JPEGQuality int     `yaml:"jpeg_quality"`
 	MaxSide     int     `yaml:"max_side"`
@@ -55,9 +64,9 @@ func (c *Capture) defaults() {
 	c.PresenceFrames = 3
 	c.Window = 400 * time.Millisecond
 	c.Cooldown = 3 * time.Second
-	c.MaxAttempts = 5
-	c.AttemptWindow = 3 * time.Minute
-	c.Lockout = time.Minute
+	c.MaxFailures = 5
+	c.FailureWindow = 3 * time.Minute
+	c.Lockout = 5 * time.Minute
 	c.MinEyes = 1
 	c.ChangeThreshold = 2
 	c.FullSearchEvery = 10
@@ -106,10 +115,10 @@ func (c *Capture) validate(p *Problems) {
 	}
 	nonNegative(p, "capture.window", c.Window)
 	nonNegative(p, "capture.cooldown", c.Cooldown)
-	if c.MaxAttempts < 0 {
-		p.add("capture.max_attempts: must not be negative (0 means no cap)")
+	if c.MaxFailures < 0 {
+		p.add("capture.max_failures: must not be negative (0 means no cap)")
 	}
-	nonNegative(p, "capture.attempt_window", c.AttemptWindow)
+	nonNegative(p, "capture.failure_window", c.FailureWindow)
 	nonNegative(p, "capture.lockout", c.Lockout)
 	if c.JPEGQuality < 1 || c.JPEGQuality > 100 {
 		p.add("capture.jpeg_quality: %d is outside 1..100", c.JPEGQuality)
@@ -119,5 +128,20 @@ func (c *Capture) validate(p *Problems) {
 	}
 	if c.CropMargin < 0 || c.CropMargin > 10 {
 		p.add("capture.crop_margin: %g is outside 0..10", c.CropMargin)
+	}
+}
+
+// renamed moves the keys of the earlier attempt cap to the brute-force
+// guard's and says what they now mean.
+func (c *Capture) renamed(warn func(string)) {
+	if c.OldMaxAttempts != nil {
+		c.MaxFailures = *c.OldMaxAttempts
+		c.OldMaxAttempts = nil
+		warn("capture.max_attempts: renamed capture.max_failures, and it now counts only FAIL answers that say not a match or not live (faceMatchFailed, spoofAttempt); passes, errors, offline attempts and mask or lenses answers never count. The value is used as max_failures; rename the key")
+	}
+	if c.OldAttemptWindow != nil {
+		c.FailureWindow = *c.OldAttemptWindow
+		c.OldAttemptWindow = nil
+		warn("capture.attempt_window: renamed capture.failure_window (the window in which counted failures add up); after max_failures the device is locked for capture.lockout, however the window moves. The value is used as failure_window; rename the key")
 	}
 }

@@ -56,15 +56,32 @@ type Env func(key string) string
 // resolved through env (os.Getenv when nil). The returned error is a
 // Problems when the file was readable but wrong.
 func Load(path string, env Env) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	cfg, err := Parse(data, env)
 	if cfg != nil {
 		cfg.Path = path
 	}
 	return cfg, err
+}
+
+// ReadFile reads a configuration file of at most MaxFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("read config: %s is larger than %d bytes; a configuration file is a few kilobytes", path, MaxFileSize)
+	}
+	return data, nil
 }
 
 // Parse decodes YAML strictly, applies defaults, resolves secrets and
@@ -95,6 +112,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	} else if !errors.Is(err, io.EOF) {
 		problems.add("yaml: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	cfg.Capture.renamed(func(w string) { cfg.Warnings = append(cfg.Warnings, w) })
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
 	cfg.warnResolution()
@@ -148,7 +166,8 @@ func (c *Config) Validate() Problems {
 	c.Log.validate(&p)
 	c.Panel.validate(&p)
 	c.Credentials.validate(&p, c.Panel.Protocol)
-	checkFinite(&p, "", reflect.ValueOf(c).Elem())
+	checkFinite(&p, c)
+	checkBounds(&p, c)
 	checkHeaderValue(&p, "incode.api_key_file", c.Incode.APIKey)
 	checkHeaderValue(&p, "incode.hardware_id_file", c.Incode.HardwareID)
 	return p
@@ -156,25 +175,34 @@ func (c *Config) Validate() Problems {
 
 // checkFinite reports every NaN or infinite float in v, named by its YAML
 // path: a range check such as "fps <= 0 || fps > 240" lets NaN through.
-// Walking the struct keeps fields added later covered too.
-func checkFinite(p *Problems, path string, v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Float32, reflect.Float64:
-		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
-			p.add("%s: %g is not a finite number", path, f)
+func checkFinite(p *Problems, c *Config) {
+	walk("", reflect.ValueOf(c).Elem(), func(path string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Float32, reflect.Float64:
+			if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+				p.add("%s: %g is not a finite number", path, f)
+			}
 		}
+	})
+}
+
+// walk calls visit for every value in v, named by its YAML path. Walking the
+// struct keeps fields added later covered by the checks built on it.
+func walk(path string, v reflect.Value, visit func(path string, v reflect.Value)) {
+	visit(path, v)
+	switch v.Kind() {
 	case reflect.Pointer:
 		if !v.IsNil() {
-			checkFinite(p, path, v.Elem())
+			walk(path, v.Elem(), visit)
 		}
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
-			checkFinite(p, fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+			walk(fmt.Sprintf("%s[%d]", path, i), v.Index(i), visit)
 		}
 	case reflect.Map:
 		iter := v.MapRange()
 		for iter.Next() {
-			checkFinite(p, fmt.Sprintf("%s.%v", path, iter.Key()), iter.Value())
+			walk(fmt.Sprintf("%s.%v", path, iter.Key()), iter.Value(), visit)
 		}
 	case reflect.Struct:
 		t := v.Type()
@@ -190,7 +218,7 @@ func checkFinite(p *Problems, path string, v reflect.Value) {
 			if path != "" {
 				name = path + "." + name
 			}
-			checkFinite(p, name, v.Field(i))
+			walk(name, v.Field(i), visit)
 		}
 	}
 }

@@ -379,3 +379,41 @@ func TestByteSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeFileIsRefused: a file over 1 MiB is refused before it is decoded
+// (a YAML file that large, or one of aliases, costs far more memory than its
+// size), and one just under the limit is still read.
+func TestLargeFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	pad := "\n# " + strings.Repeat("x", 1000)
+	big := minimalYAML + strings.Repeat(pad, config.MaxFileSize/len(pad)+1)
+	p := writeFile(t, dir, "big.yaml", big, 0o600)
+	_, err := config.Load(p, secretEnv())
+	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("Load of a %d-byte file: err = %v, want a size error", len(big), err)
+	}
+	fits := minimalYAML + strings.Repeat(pad, (config.MaxFileSize-len(minimalYAML))/len(pad)-1)
+	p = writeFile(t, dir, "fits.yaml", fits, 0o600)
+	if _, err := config.Load(p, secretEnv()); err != nil {
+		t.Fatalf("Load of a %d-byte file: %v", len(fits), err)
+	}
+}
+
+// TestRenamedAttemptCapKeys: a configuration written for the earlier cap,
+// which counted every attempt, still loads; check-config says what the
+// keys now mean, and their values move to the new keys.
+func TestRenamedAttemptCapKeys(t *testing.T) {
+	cfg, err := config.Parse([]byte("device: {source_id: d}\nincode: {base_url: 'http://127.0.0.1:1'}\ncapture:\n  max_attempts: 7\n  attempt_window: 2m\n"), secretEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Capture.MaxFailures != 7 || cfg.Capture.FailureWindow != 2*time.Minute {
+		t.Errorf("max_failures %d, failure_window %s: the old values were not moved", cfg.Capture.MaxFailures, cfg.Capture.FailureWindow)
+	}
+	all := strings.Join(cfg.Warnings, "\n")
+	for _, want := range []string{"capture.max_attempts: renamed capture.max_failures", "faceMatchFailed, spoofAttempt", "capture.attempt_window: renamed capture.failure_window"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+}

@@ -21,6 +21,9 @@ type Queue struct {
 	BackoffMin  time.Duration `yaml:"backoff_min"`
 	BackoffMax  time.Duration `yaml:"backoff_max"`
 	MaxAttempts int           `yaml:"max_attempts"` // then dead-letter
+	// RetryAfterMax caps how long the drainer honours a server's
+	// Retry-After before trying again.
+	RetryAfterMax time.Duration `yaml:"retry_after_max"`
 
 	Key string `yaml:"-"` // resolved secret; never logged
 }
@@ -35,6 +38,7 @@ func (q *Queue) defaults() {
 	// Enough retries at backoff_max to outlast the TTL: an outage ends in
 	// delivery or a counted ttl drop, not in a dead letter nobody drains.
 	q.MaxAttempts = 1000
+	q.RetryAfterMax = 15 * time.Minute
 }
 
 func (q *Queue) validate(p *Problems) {
@@ -58,6 +62,7 @@ func (q *Queue) validate(p *Problems) {
 	if q.MaxAttempts < 1 {
 		p.add("queue.max_attempts: must be at least 1, got %d", q.MaxAttempts)
 	}
+	positive(p, "queue.retry_after_max", q.RetryAfterMax)
 	// A missing key was reported when secrets were resolved; a key of the
 	// wrong shape is reported here, without its value.
 	if q.Encrypt && q.Key != "" {

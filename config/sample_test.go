@@ -115,7 +115,8 @@ func typeKeys(t reflect.Type, path string, out map[string]bool) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if !f.IsExported() || name == "-" {
+			// Old* fields read renamed keys, which the sample must not show.
+			if !f.IsExported() || name == "-" || strings.HasPrefix(f.Name, "Old") {
 				continue
 			}
 			if name == "" {

@@ -102,7 +102,7 @@ func TestBrowserShowsEveryState(t *testing.T) {
 		if st.absent != "" && strings.Contains(got, st.absent) {
 			t.Errorf("%s: page shows %q: %q", st.name, st.absent, got)
 		}
-		if state := page.State(); state != string(st.u.State) {
+		if state := page.State(); state != st.u.State.String() {
 			t.Errorf("%s: data-state = %q, want %q", st.name, state, st.u.State)
 		}
 		if strings.Contains(got, "Reconnecting") {

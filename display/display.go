@@ -22,23 +22,6 @@ import (
 	"github.com/kioskd/kioskd/config"
 )
 
-// State is what the screen shows.
-type State string
-
-// The states the agent publishes.
-const (
-	StateReady              State = "ready"
-	StateGuidance           State = "guidance"
-	StateChecking           State = "checking"
-	StatePass               State = "pass"
-	StateFail               State = "fail"
-	StateOffline            State = "offline"
-	StateRecorded           State = "recorded"
-	StateLockout            State = "lockout"
-	StateCameraDown         State = "camera_down"
-	StateServiceUnavailable State = "service_unavailable"
-)
-
 // toneOf decides the colours (the page knows nothing else about states);
 // ok is false for a state the display does not know.
 func toneOf(st State) (tone string, ok bool) {
@@ -59,12 +42,6 @@ func toneOf(st State) (tone string, ok bool) {
 		return "warn", true
 	}
 	return "", false
-}
-
-// states lists every State, for metrics.
-func states() []State {
-	return []State{StateReady, StateGuidance, StateChecking, StatePass, StateFail, StateOffline,
-		StateRecorded, StateLockout, StateCameraDown, StateServiceUnavailable}
 }
 
 // Update is one change of what the screen shows. Reason is a capture
@@ -166,7 +143,7 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 		s.clients.WithLabelValues(k)
 	}
 	for _, st := range states() {
-		s.updates.WithLabelValues(string(st))
+		s.updates.WithLabelValues(st.String())
 	}
 	for _, r := range []string{"host", "busy"} {
 		s.rejected.WithLabelValues(r)
@@ -207,7 +184,7 @@ func (s *Server) SetMessages(language string, overrides map[string]string) error
 // Publish shows u on every open page and on pages that open later.
 func (s *Server) Publish(u Update) {
 	if _, ok := toneOf(u.State); !ok {
-		s.log.Warn("display: unknown state, showing ready", "state", string(u.State))
+		s.log.Warn("display: unknown state, showing ready", "state", u.State.String())
 		u = Update{State: StateReady}
 	}
 	s.mu.Lock()
@@ -216,7 +193,7 @@ func (s *Server) Publish(u Update) {
 		s.mu.Unlock()
 		return
 	}
-	s.updates.WithLabelValues(string(u.State)).Inc()
+	s.updates.WithLabelValues(u.State.String()).Inc()
 	s.cur = u
 	s.seq++
 	close(s.changed)
@@ -269,7 +246,7 @@ func (s *Server) current() snapshot {
 // render turns an update into what the page shows.
 func (s *Server) render(msgs messages, u Update) view {
 	tone, _ := toneOf(u.State)
-	v := view{State: string(u.State), Tone: tone, Text: msgs.text(u.State, u.Reason)}
+	v := view{State: u.State.String(), Tone: tone, Text: msgs.text(u.State, u.Reason)}
 	switch u.State {
 	case StatePass:
 		if name := firstName(u.Name); name != "" && s.cfg.GreetByName {

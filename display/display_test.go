@@ -280,14 +280,14 @@ func TestEventStream(t *testing.T) {
 		{u: display.Update{State: display.StateRecorded}, text: "Recorded — will sync", tone: "ok"},
 		{u: display.Update{State: display.StateLockout, Until: now.Add(90 * time.Second)}, text: "Too many attempts — try again in {time}", lockout: 90000, wantTime: true},
 		{u: display.Update{State: display.StateCameraDown}, text: "Camera unavailable"},
-		{u: display.Update{State: "bogus"}, state: "ready", text: "Look at the camera"},
+		{u: display.Update{State: display.State(99)}, state: "ready", text: "Look at the camera"},
 	}
 	for _, st := range steps {
 		s.Publish(st.u)
 		v, raw := r.state()
 		wantState := st.state
 		if wantState == "" {
-			wantState = string(st.u.State)
+			wantState = st.u.State.String()
 		}
 		if v.State != wantState || v.Text != st.text || (st.tone != "" && v.Tone != st.tone) {
 			t.Errorf("Publish(%+v) streamed %+v, want state %q text %q tone %q", st.u, v, wantState, st.text, st.tone)

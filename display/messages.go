@@ -131,9 +131,9 @@ func newMessages(lang string, overrides map[string]string) (messages, error) {
 func (m messages) text(state State, reason string) string {
 	if reason != "" {
 		// "pass.name" is the greeting template, not a reason's text.
-		if t, ok := m[string(state)+"."+reason]; ok && reason != "name" {
+		if t, ok := m[state.String()+"."+reason]; ok && reason != "name" {
 			return t
 		}
 	}
-	return m[string(state)]
+	return m[state.String()]
 }

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"compress/zlib"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -58,6 +61,39 @@ func hugeJPEG(t *testing.T) []byte {
 	return bigImage.data
 }
 
+// pngBomb is a PNG whose header announces w x h RGB pixels, followed by a
+// little compressed data: what a decoder would allocate is in the header.
+func pngBomb(t *testing.T, w, h uint32) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(data)))
+		b.Write(n[:])
+		body := append([]byte(typ), data...)
+		b.Write(body)
+		binary.BigEndian.PutUint32(n[:], crc32.ChecksumIEEE(body))
+		b.Write(n[:])
+	}
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 2 // 8 bits, RGB
+	chunk("IHDR", ihdr)
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	if _, err := zw.Write(make([]byte, 1<<16)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	chunk("IDAT", z.Bytes())
+	chunk("IEND", nil)
+	return b.Bytes()
+}
+
 func tinyJPEG(t *testing.T) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 1, 1))
@@ -79,12 +115,16 @@ func writeBadImages(t *testing.T, dir string) []badImage {
 		data []byte
 	}{
 		{badImage{"a-1x1.jpg", "a 1x1 frame", "metric:invalid_frame", `"reasons":["invalid_frame"]`}, tinyJPEG(t)},
-		{badImage{"b-10000x10000.jpg", "a 10000x10000 frame", "larger than 8192 px", `"reasons":["invalid_frame"]`}, hugeJPEG(t)},
+		// Refused from the header: decoding it would cost 300 MB.
+		{badImage{"b-10000x10000.jpg", "a 10000x10000 frame", "more than 8294400 pixels", "more than 8294400 pixels"}, hugeJPEG(t)},
 		{badImage{"c-garbage.jpg", "a .jpg file of random bytes", "not a decodable image", "not a decodable image"}, bytes.Repeat([]byte("\x13\x37garbage"), 4000)},
-		// libjpeg decodes what it has and fills the rest with grey: a frame
-		// without a face, and a warning on stderr.
-		{badImage{"d-header-only.jpg", "a JPEG cut after its first 600 bytes", "Premature end of JPEG file", `"reasons":["no_face"]`}, astro[:600]},
-		{badImage{"e-empty.jpg", "an empty .jpg file", "size 0 bytes", "not a decodable image"}, nil},
+		// libjpeg would decode what it has and fill the rest with grey (a
+		// face with its chin missing, uploadable): refused instead.
+		{badImage{"d-header-only.jpg", "a JPEG cut after its first 600 bytes", "truncated", "truncated"}, astro[:600]},
+		{badImage{"e-empty.jpg", "an empty .jpg file", "size 0 bytes", "size 0 bytes"}, nil},
+		{badImage{"f-cut-short.jpg", "person A's JPEG with its last 2 KB cut off", "truncated", "truncated"}, astro[:len(astro)-2048]},
+		// A PNG header that says 20000x20000: 1.2 GB once decoded.
+		{badImage{"g-20000x20000.png", "a PNG of 20000x20000", "more than 8294400 pixels", "more than 8294400 pixels"}, pngBomb(t, 20000, 20000)},
 	}
 	var out []badImage
 	for _, im := range imgs {
@@ -102,8 +142,8 @@ func writeBadImages(t *testing.T, dir string) []badImage {
 func TestBadImagesInTheCamera(t *testing.T) {
 	t.Parallel()
 	ob := observe(t, "input", "bad camera frames (kioskd run)",
-		"image-folder camera: 1x1 frame, 10000x10000 frame, random bytes named .jpg, a JPEG cut after its headers, an empty file; then person A",
-		"each rejected with a reason at the default log level (or counted as a rejection), no crash, nothing uploaded; then a normal decision")
+		"image-folder camera: 1x1 frame, 10000x10000 JPEG, random bytes named .jpg, a JPEG cut after its headers, an empty file, a JPEG with its end cut off, a PNG header of 20000x20000; then person A",
+		"each rejected with a reason at the default log level (or counted as a rejection), oversized pictures refused from their header (peak RSS stays low), truncated JPEGs never uploaded, no crash; then a normal decision")
 	dir := relClip(t, "empty:3,a:15,empty:8")
 	bad := writeBadImages(t, dir)
 	s := startSim(t)
@@ -112,9 +152,11 @@ func TestBadImagesInTheCamera(t *testing.T) {
 	k := startKioskd(t, cfg)
 	maddr := listenAddr(t, k, "metrics")
 	var fams = scrape(t, maddr)
+	var peak int64
 	eventually(t, 60*time.Second, "a decision for person A", func() bool {
 		if len(decisions(k.Output())) > 0 {
 			fams = scrape(t, maddr)
+			peak = peakRSS(t, k.cmd.Process.Pid)
 			return true
 		}
 		if !k.running() {
@@ -148,7 +190,17 @@ func TestBadImagesInTheCamera(t *testing.T) {
 	if v := metricValue(fams, "kioskd_camera_read_errors_total"); v < 3 {
 		t.Errorf("kioskd_camera_read_errors_total = %v, want the bad files counted", v)
 	}
-	ob.happened("%s; then live PASS for A; exit 0 at the end of the folder", strings.Join(said, "; "))
+	// The 10000x10000 JPEG alone is 300 MB decoded, the PNG 1.2 GB.
+	if peak > 280<<20 {
+		t.Errorf("kioskd's peak RSS was %d MB: a bomb was decoded", peak>>20)
+	}
+	if v := metricValue(fams, "kioskd_camera_images_rejected_total", `reason=too_large`); v < 2 {
+		t.Errorf("kioskd_camera_images_rejected_total{reason=too_large} = %v, want 2", v)
+	}
+	if v := metricValue(fams, "kioskd_camera_images_rejected_total", `reason=truncated`); v < 2 {
+		t.Errorf("kioskd_camera_images_rejected_total{reason=truncated} = %v, want 2", v)
+	}
+	ob.happened("%s; peak RSS %d MB; then live PASS for A; exit 0 at the end of the folder", strings.Join(said, "; "), peak>>20)
 	checkDoor(t, k, hook)
 	ob.lost("nothing")
 }
@@ -270,6 +322,24 @@ func TestHostileSecretFiles(t *testing.T) {
 	}
 	ob.happened("%s", strings.Join(facts, "; "))
 	ob.lost("—")
+}
+
+// peakRSS is the process's peak resident set (VmHWM) in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/pid/status")
+	return 0
 }
 
 func mkfifo(path string) error { return syscall.Mkfifo(path, 0o600) }

@@ -80,7 +80,7 @@ func TestKioskScreenInBrowser(t *testing.T) {
 	t.Parallel()
 	s := startSim(t)
 	cfg := writeConfig(t, runOpts{BaseURL: s.URL, Clip: kioskLoop(t), Realtime: true, Loop: true,
-		Capture: "  max_attempts: 100"})
+		Capture: "  max_failures: 100"})
 	k := startKioskd(t, cfg)
 	page := browsertest.Open(t, "http://"+displayAddr(t, k)+"/")
 	out := outDir(t)

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -434,7 +435,8 @@ func TestCameraFolderRemoved(t *testing.T) {
 	}
 	k.waitLine(t, cameraDownRE, 10*time.Second)
 	eventually(t, 10*time.Second, "kioskd_camera_up 0 and failed reopens", func() bool {
-		return metricValue(scrape(t, maddr), "kioskd_camera_up") == 0 && strings.Count(k.Output(), `"what":"open"`) >= 2
+		fams := scrape(t, maddr)
+		return metricValue(fams, "kioskd_camera_up") == 0 && metricValue(fams, "kioskd_camera_failures_total", "what=open") >= 2
 	})
 	passes := countLive(k.Output(), "PASS")
 	if err := os.Rename(away, dir); err != nil {
@@ -451,4 +453,54 @@ func TestCameraFolderRemoved(t *testing.T) {
 	k.stop(t)
 	checkDoor(t, k, hook)
 	ob.lost("nothing")
+}
+
+// TestCameraRTSPNeverAnswers points kioskd at an RTSP address whose server
+// accepts connections and never answers: the log names that cause, and the
+// warnings of a camera that stays down do not repeat at every attempt.
+func TestCameraRTSPNeverAnswers(t *testing.T) {
+	t.Parallel()
+	ob := observe(t, "camera", "RTSP server never answers", "camera.source is rtsp://127.0.0.1:PORT/stream; the server there accepts TCP connections and never sends a byte",
+		"one warning naming the cause (\"accepted the connection but sent no RTSP answer\"), repeats rate-limited; kioskd_camera_failures_total{what=\"open\"} counts every attempt; kioskd keeps running")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int64
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			held = append(held, c)
+		}
+	}()
+	cfg := fcfg{BaseURL: "http://127.0.0.1:9", Clip: "rtsp://" + ln.Addr().String() + "/stream",
+		Camera: "  reconnect_min: 100ms\n  reconnect_max: 200ms\n  network_timeout: 1s"}.write(t)
+	k := startKioskd(t, cfg)
+	maddr := listenAddr(t, k, "metrics")
+	eventually(t, 60*time.Second, "four failed opens", func() bool {
+		return metricValue(scrape(t, maddr), "kioskd_camera_failures_total", "what=open") >= 4
+	})
+	out := k.Output()
+	downs := strings.Count(out, `"msg":"camera: down, reopening"`)
+	unavailable := strings.Count(out, `"msg":"camera unavailable"`)
+	if !strings.Contains(out, "accepted the connection but sent no RTSP answer") {
+		t.Errorf("the log does not name the cause:\n%s", tail(out, 10))
+	}
+	if downs != 1 || unavailable != 1 {
+		t.Errorf("after 4 failed opens: %d \"down, reopening\" and %d \"camera unavailable\" warnings, want 1 of each:\n%s", downs, unavailable, tail(out, 20))
+	}
+	ob.happened("%d connections accepted over 4+ attempts; %d warning naming the cause (no RTSP answer within 2s), %d \"camera unavailable\"; the rest counted in kioskd_camera_failures_total", accepted.Load(), downs, unavailable)
+	k.stop(t)
+	ob.lost("—")
 }

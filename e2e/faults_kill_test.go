@@ -71,7 +71,7 @@ func TestKillDuringBusyRun(t *testing.T) {
 	s := startSim(t, "--script", busyScript(rng, 40*rounds+50))
 	state := t.TempDir()
 	cfg := fcfg{BaseURL: s.URL, Clip: relClip(t, "empty:2,a:10,empty:6"), Loop: true, State: state,
-		Incode: "  max_retries: 0", Capture: "  max_attempts: 0"}.write(t)
+		Incode: "  max_retries: 0", Capture: "  max_failures: 0"}.write(t)
 
 	queued := map[string]bool{} // capture IDs a decision line called queued
 	var kills []string

@@ -676,6 +676,24 @@ func TestServiceFaults(t *testing.T) {
 			metrics: errorNotQueued, expected: "a PASS that cannot be audited is no PASS: door locked, \"service unavailable\"",
 		},
 		{
+			name: "duplicate status member", fault: "emulator `dupstatus`: {\"status\":\"FAIL\",…,\"status\":\"PASS\"}",
+			script: "dupstatus", result: "ERROR", reason: "malformed", screen: "service_unavailable", recovers: true,
+			metrics:  append(slices.Clone(errorNotQueued), metricWant{"kioskd_uploader_malformed_answers_total", []string{"endpoint=authenticate"}, 1, -1}),
+			expected: "a member named twice is refused, not read as its last value: door locked, \"service unavailable\", counted",
+		},
+		{
+			name: "member names in another case", fault: "emulator `upperkeys`: {\"STATUS\":\"PASS\",\"AUTHENTICATIONID\":…}",
+			script: "upperkeys", result: "ERROR", reason: "malformed", screen: "service_unavailable", recovers: true,
+			metrics:  append(slices.Clone(errorNotQueued), metricWant{"kioskd_uploader_malformed_answers_total", []string{"endpoint=authenticate"}, 1, -1}),
+			expected: "names are matched exactly: door locked, \"service unavailable\", counted",
+		},
+		{
+			name: "PASS with a failureReason", fault: "emulator `passreason`: a PASS carrying failureReason spoofAttempt",
+			script: "passreason", result: "ERROR", reason: "malformed", screen: "service_unavailable", recovers: true,
+			metrics:  append(slices.Clone(errorNotQueued), metricWant{"kioskd_uploader_malformed_answers_total", []string{"endpoint=authenticate"}, 1, -1}),
+			expected: "a PASS that also says why it failed is no PASS: door locked, \"service unavailable\", counted",
+		},
+		{
 			name: "TLS certificate that does not verify", fault: "emulator on HTTPS with a self-signed certificate for 127.0.0.1",
 			tls: true, result: "OFFLINE", reason: "transport", queued: true, screen: "offline",
 			metrics:  offline("transport"),

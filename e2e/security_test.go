@@ -70,7 +70,7 @@ func TestNoSecretsOrImagesInOutput(t *testing.T) {
 		"pass,fail:spoofAttempt,http:503,http:503,http:503,http:503,half,html,garbage,wrongshape,noauthid,http:500")
 	hook := newDoorHook(t)
 	cfg := fcfg{BaseURL: s.URL, Clip: relClip(t, loopClip), Loop: true, LogLevel: "debug", Outputs: hook.outputs(),
-		Display: "  greet_by_name: true", Capture: "  max_attempts: 0"}.write(t)
+		Display: "  greet_by_name: true", Capture: "  max_failures: 0"}.write(t)
 	k := startKioskd(t, cfg)
 	maddr := listenAddr(t, k, "metrics")
 	daddr := displayAddr(t, k)
@@ -225,18 +225,18 @@ func TestLatePassDoesNotUnlock(t *testing.T) {
 	ob.lost("nothing")
 }
 
-// TestAttemptCapSurvivesRestart reaches the per-device attempt cap with a
+// TestAttemptCapSurvivesRestart reaches the brute-force guard with a
 // person who fails, restarts kioskd on the same state directory, and puts
 // an enrolled person in front of it: still locked out, nothing sent.
 func TestAttemptCapSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	ob := observe(t, "security", "brute force: attempt cap across a restart",
-		"capture.max_attempts 2 (window and lockout 10 min); person B tries three times; kioskd restarted on the same state_dir; then enrolled person A",
+		"capture.max_failures 2 (window and lockout 10 min); person B (not enrolled: faceMatchFailed) tries three times; kioskd restarted on the same state_dir; then enrolled person A",
 		"third try locked out; after the restart still locked out: no request sent, no unlock, screen shows the lockout")
 	s := startSim(t)
 	state := t.TempDir()
 	hook := newDoorHook(t)
-	capture := "  max_attempts: 2\n  attempt_window: 10m\n  lockout: 10m"
+	capture := "  max_failures: 2\n  failure_window: 10m\n  lockout: 10m"
 	cfg1 := fcfg{BaseURL: s.URL, State: state, Clip: relClip(t, "empty:3,b:14,empty:12,b:14,empty:12,b:14,empty:50"), Capture: capture, Outputs: hook.outputs()}.write(t)
 	k1 := startKioskd(t, cfg1)
 	scr1 := watchScreen(t, displayAddr(t, k1))

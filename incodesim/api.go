@@ -517,6 +517,28 @@ func (s *Sim) fault(w http.ResponseWriter, r *http.Request, rec *Record, it item
 	case kindWrongShape:
 		rec.Outcome = "wrongshape"
 		s.writeRaw(w, rec, http.StatusOK, "application/json", []byte(`{"status":{"code":"PASS"},"id":["not","a","string"],"data":[1,2,3]}`))
+	case kindDupStatus:
+		// A lenient parser keeps the last "status": a PASS.
+		rec.Outcome = "dupstatus"
+		s.writeRaw(w, rec, http.StatusOK, "application/json", []byte(fmt.Sprintf(
+			`{"status":"FAIL","failureReason":"faceMatchFailed","authenticationId":%q,"correlationId":%q,"status":"PASS"}`, newUUID(), newUUID())))
+	case kindUpperKeys:
+		// A case-insensitive parser reads these as status and authenticationId.
+		rec.Outcome = "upperkeys"
+		s.writeRaw(w, rec, http.StatusOK, "application/json", []byte(fmt.Sprintf(`{"STATUS":"PASS","AUTHENTICATIONID":%q}`, newUUID())))
+	case kindPassReason:
+		rec.Outcome = "passreason"
+		s.writeRaw(w, rec, http.StatusOK, "application/json", []byte(fmt.Sprintf(
+			`{"status":"PASS","authenticationId":%q,"failureReason":"spoofAttempt"}`, newUUID())))
+	case kindNoName:
+		who := s.userFor(r.Header.Get("X-Incode-Hardware-Id"))
+		if who == nil {
+			return false
+		}
+		doc := userInfoDoc(who).(map[string]any)
+		delete(doc, "name")
+		rec.Outcome, rec.Identity = "noname", who.FullName
+		s.writeJSON(w, rec, http.StatusOK, doc)
 	default:
 		return false
 	}

@@ -23,6 +23,10 @@ const (
 	kindGarbage                        // 200 with bytes that are not JSON
 	kindWrongShape                     // 200 with JSON of the wrong shape
 	kindNoAuthID                       // PASS without authenticationId
+	kindDupStatus                      // "status":"FAIL" and then "status":"PASS" in one object
+	kindUpperKeys                      // a PASS whose member names are upper case
+	kindPassReason                     // a PASS that also carries a failureReason
+	kindNoName                         // userinfo without its optional name object
 )
 
 // item is one parsed script item.
@@ -106,6 +110,16 @@ func parseItem(text string) (string, item, error) {
 			return bad("noauthid applies to authenticate only")
 		}
 		return noArg(kindNoAuthID)
+	case "dupstatus", "upperkeys", "passreason":
+		if !decisionOnly() {
+			return bad("%s applies to authenticate only", name)
+		}
+		return noArg(map[string]itemKind{"dupstatus": kindDupStatus, "upperkeys": kindUpperKeys, "passreason": kindPassReason}[name])
+	case "noname":
+		if ep != epUserInfo {
+			return bad("noname applies to userinfo only (userinfo:noname)")
+		}
+		return noArg(kindNoName)
 	case "fail":
 		if !decisionOnly() {
 			return bad("fail applies to authenticate only")
@@ -151,7 +165,7 @@ func parseItem(text string) (string, item, error) {
 	case "wrongshape":
 		return noArg(kindWrongShape)
 	}
-	return bad("unknown item (want pass, fail:<reason>, http:<code>[:retry-after=N], delay:<dur>, reset, hang, half, html, garbage, wrongshape or noauthid)")
+	return bad("unknown item (want pass, fail:<reason>, http:<code>[:retry-after=N], delay:<dur>, reset, hang, half, html, garbage, wrongshape, noauthid, dupstatus, upperkeys, passreason or userinfo:noname)")
 }
 
 // texts lists the remaining items in order, with their endpoint prefix.

@@ -127,7 +127,14 @@ func (d *Drainer) Run(ctx context.Context) error {
 			switch res.kind {
 			case outcomeRetry:
 				fails++
-				holdUntil = d.now().Add(backoff(d.q.cfg.BackoffMin, d.q.cfg.BackoffMax, fails, d.rand))
+				wait := backoff(d.q.cfg.BackoffMin, d.q.cfg.BackoffMax, fails, d.rand)
+				// The service said how long to wait (Retry-After): nothing
+				// is sent before then, unless Wake says it is back.
+				var ra interface{ RetryAfter() time.Duration }
+				if errors.As(res.err, &ra) {
+					wait = max(wait, ra.RetryAfter())
+				}
+				holdUntil = d.now().Add(wait)
 			case outcomeDone:
 				fails, holdUntil = 0, time.Time{}
 			case outcomeStop:

@@ -1,4 +1,4 @@
-// Package uploader is kioskd's client of the Incode ID API: the seed's
+// Package uploader is kioskd's client of the Incode ID API: the Incode API documentation's
 // request and answer types, its headers, retries through go-retryablehttp,
 // and typed errors that tell a retryable failure from a permanent one and a
 // trustworthy decision from an answer that must never open a door.
@@ -61,6 +61,7 @@ type Client struct {
 
 	log    *slog.Logger
 	hc     *http.Client
+	rc     *retryablehttp.Client // one for every call; the policy is in its hooks
 	now    func() time.Time
 	jitter func() float64
 	m      *metrics
@@ -96,6 +97,14 @@ type CallOption func(*callOptions)
 
 type callOptions struct {
 	idempotencyKey string
+	noRetries      bool
+}
+
+// WithoutRetries makes one attempt only. A queued capture is retried by
+// the drainer on its own schedule, so a retry inside the call would only
+// multiply the requests to a service that is already failing.
+func WithoutRetries() CallOption {
+	return func(o *callOptions) { o.noRetries = true }
 }
 
 // WithIdempotencyKey sends key as the Idempotency-Key header, so that a
@@ -145,7 +154,7 @@ func New(cfg config.Incode, userAgent string, log *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("uploader: metrics: %w", err)
 	}
-	return &Client{
+	c := &Client{
 		base:          base,
 		apiKey:        cfg.APIKey,
 		deviceToken:   cfg.HardwareID,
@@ -161,7 +170,26 @@ func New(cfg config.Incode, userAgent string, log *slog.Logger, reg prometheus.R
 		now:           o.now,
 		jitter:        o.jitter,
 		m:             m,
-	}, nil
+	}
+	c.rc = &retryablehttp.Client{
+		HTTPClient:   hc,
+		RetryMax:     c.maxRetries,
+		RetryWaitMin: c.waitMin,
+		RetryWaitMax: c.waitMax,
+		CheckRetry:   c.checkRetry,
+		Backoff: func(_, _ time.Duration, n int, resp *http.Response) time.Duration {
+			return c.backoff(n, resp)
+		},
+		RequestLogHook: func(_ retryablehttp.Logger, req *http.Request, i int) {
+			if st := stateOf(req.Context()); st != nil && i > 0 {
+				c.m.retries.WithLabelValues(st.endpoint).Inc()
+			}
+		},
+		// Hand back the last answer or error as is: a final 503 becomes an
+		// *APIError rather than an opaque "giving up" string.
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return c, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -252,7 +280,7 @@ func (c *Client) Authenticate(ctx context.Context, req AuthenticateRequest, opts
 			return nil, fmt.Errorf("incode %s %s: %w: %v", method, path, ErrInvalidRequest, err)
 		}
 		code, rb, err := c.do(ctx, call{endpoint: epAuthenticate, method: method, path: path,
-			body: body, token: c.deviceToken, idempotencyKey: co.idempotencyKey})
+			body: body, token: c.deviceToken, idempotencyKey: co.idempotencyKey, noRetries: co.noRetries})
 		if err != nil {
 			return nil, err
 		}
@@ -350,6 +378,9 @@ func (c *Client) observe(endpoint string, start time.Time, err error) {
 	if err != nil {
 		outcome = Reason(err)
 	}
+	if errors.Is(err, ErrMalformed) {
+		c.m.malformed.WithLabelValues(endpoint).Inc()
+	}
 	c.m.duration.WithLabelValues(endpoint, outcome).Observe(time.Since(start).Seconds())
 }
 
@@ -361,6 +392,7 @@ type call struct {
 	body           []byte
 	token          string // X-Incode-Hardware-Id
 	idempotencyKey string
+	noRetries      bool
 }
 
 // do performs c with retries and returns a 2xx answer's status and body, or
@@ -399,26 +431,9 @@ func (c *Client) do(ctx context.Context, cl call) (int, []byte, error) {
 		h.Set("Idempotency-Key", cl.idempotencyKey)
 	}
 
-	st := &attemptState{}
-	rc := &retryablehttp.Client{
-		HTTPClient:   c.hc,
-		RetryMax:     c.maxRetries,
-		RetryWaitMin: c.waitMin,
-		RetryWaitMax: c.waitMax,
-		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-			return c.checkRetry(ctx, cl, st, resp, err)
-		},
-		Backoff: func(_, _ time.Duration, _ int, _ *http.Response) time.Duration { return st.wait },
-		RequestLogHook: func(_ retryablehttp.Logger, _ *http.Request, i int) {
-			if i > 0 {
-				c.m.retries.WithLabelValues(cl.endpoint).Inc()
-			}
-		},
-		// Hand back the last answer or error as is: a final 503 becomes an
-		// *APIError below rather than an opaque "giving up" string.
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	resp, err := rc.Do(req)
+	st := &attemptState{call: cl}
+	req = req.WithContext(context.WithValue(ctx, callKey{}, st))
+	resp, err := c.rc.Do(req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			return 0, nil, fmt.Errorf("incode %s %s: %w: %w", cl.method, cl.path, cerr, err)
@@ -488,15 +503,29 @@ func (c *Client) apiError(cl call, resp *http.Response, body []byte) *APIError {
 	return e
 }
 
+// attemptState is one call's own state, carried in its request's context
+// to the shared client's hooks.
 type attemptState struct {
+	call
 	attempts int
-	wait     time.Duration
+}
+
+type callKey struct{}
+
+func stateOf(ctx context.Context) *attemptState {
+	st, _ := ctx.Value(callKey{}).(*attemptState)
+	return st
 }
 
 // checkRetry decides, after each attempt, whether to try again: connection
 // errors, 429 and 500/502/503/504 are retried while retries and the
 // context's deadline allow the wait; nothing is retried once ctx is done.
-func (c *Client) checkRetry(ctx context.Context, cl call, st *attemptState, resp *http.Response, err error) (bool, error) {
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	st := stateOf(ctx)
+	if st == nil {
+		return false, nil
+	}
+	cl := st.call
 	st.attempts++
 	code := 0
 	if resp != nil {
@@ -519,16 +548,17 @@ func (c *Client) checkRetry(ctx context.Context, cl call, st *attemptState, resp
 	default:
 		return false, nil
 	}
-	if st.attempts > c.maxRetries {
+	if st.attempts > c.maxRetries || cl.noRetries {
 		return false, nil
 	}
-	wait := c.backoff(st.attempts-1, resp)
+	// The longest the backoff may wait: a retry that cannot be made
+	// before the deadline is not started.
+	wait := c.waitBound(st.attempts-1, resp)
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 		c.log.Debug("incode call not retried: the deadline comes first", "endpoint", cl.endpoint,
 			"attempt", st.attempts, "status", code, "wait", wait)
 		return false, nil
 	}
-	st.wait = wait
 	level := slog.LevelDebug
 	if st.attempts > 1 {
 		level = slog.LevelWarn
@@ -549,19 +579,32 @@ func (c *Client) checkRetry(ctx context.Context, cl call, st *attemptState, resp
 // when it gave one (capped), else jittered exponential between the
 // configured bounds.
 func (c *Client) backoff(n int, resp *http.Response) time.Duration {
+	d, hinted := c.wait(n, resp)
+	if hinted {
+		return d
+	}
+	// Jitter in [d/2, d): 200 doors retrying after one outage must not
+	// arrive in lockstep.
+	return d/2 + time.Duration(c.jitter()*float64(d/2))
+}
+
+// waitBound is the longest backoff(n, resp) can return.
+func (c *Client) waitBound(n int, resp *http.Response) time.Duration {
+	d, _ := c.wait(n, resp)
+	return d
+}
+
+func (c *Client) wait(n int, resp *http.Response) (time.Duration, bool) {
 	if resp != nil {
 		if d, ok := c.retryAfter(resp); ok {
-			return min(d, c.retryAfterMax)
+			return min(d, c.retryAfterMax), true
 		}
 	}
 	d := c.waitMin
 	for i := 0; i < n && d < c.waitMax; i++ {
 		d *= 2
 	}
-	d = min(d, c.waitMax)
-	// Jitter in [d/2, d): 200 doors retrying after one outage must not
-	// arrive in lockstep.
-	return d/2 + time.Duration(c.jitter()*float64(d/2))
+	return min(d, c.waitMax), false
 }
 
 // retryAfter reads Retry-After as seconds or as an HTTP date.

@@ -65,7 +65,7 @@ func TestContractEndpoints(t *testing.T) {
 		t.Errorf("userinfo %+v", u)
 	}
 
-	// What the emulator received: the seed's headers on every call.
+	// What the emulator received: the Incode API documentation's headers on every call.
 	recs := e.sim.Requests()
 	if len(recs) != 6 {
 		t.Fatalf("emulator received %d requests, want 6", len(recs))

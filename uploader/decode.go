@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // maxResponseBytes bounds what is read of an answer: the API's answers are a
@@ -26,6 +27,13 @@ func decodeObject(body []byte, v any) error {
 	}
 	if t[0] != '{' {
 		return errNotJSON
+	}
+	if err := checkMembers(t, reflect.TypeOf(v)); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%w: %v", errNotJSON, err)
+		}
+		return fmt.Errorf("wrong shape: %w", err)
 	}
 	if err := json.Unmarshal(t, v); err != nil {
 		var se *json.SyntaxError
@@ -51,6 +59,11 @@ func decodeAuthenticate(body []byte) (*AuthenticateResponse, error) {
 		return &r, fmt.Errorf("status %q is not PASS or FAIL", r.Status)
 	case r.Status == StatusPass && r.AuthenticationID == "":
 		return &r, errors.New("PASS without authenticationId")
+	case r.Status == StatusPass && r.FailureReason != "":
+		// A PASS that also says why it failed is not a decision.
+		return &r, errors.New("PASS with a failureReason")
+	case r.Status == StatusPass && r.Error != nil:
+		return &r, errors.New("PASS with an error")
 	}
 	return &r, nil
 }
@@ -88,7 +101,7 @@ func decodeUserInfo(body []byte) (*UserInfo, error) {
 	return &r, nil
 }
 
-// decodeErrorBody reads the seed's error object from a non-2xx answer; it
+// decodeErrorBody reads the Incode API documentation's error object from a non-2xx answer; it
 // returns nil when the body is not one.
 func decodeErrorBody(body []byte) *ErrorBody {
 	var e ErrorBody
@@ -102,7 +115,7 @@ func decodeErrorBody(body []byte) *ErrorBody {
 }
 
 // unknownValues lists the enum fields of an answer whose values are not in
-// the seed, as (field, value) pairs, so that they are reported rather than
+// the Incode API documentation, as (field, value) pairs, so that they are reported rather than
 // silently accepted or dropped.
 func (r *AuthenticateResponse) unknownValues() [][2]string {
 	var out [][2]string

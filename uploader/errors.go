@@ -28,7 +28,7 @@ type APIError struct {
 	StatusCode int
 	Method     string
 	Path       string
-	// Body is the seed's error object when the answer carried one.
+	// Body is the Incode API documentation's error object when the answer carried one.
 	Body *ErrorBody
 	// Raw is the head of the answer's body when it was not an error object
 	// (an HTML page from a proxy, say), printable characters only.
@@ -52,6 +52,17 @@ func (e *APIError) Error() string {
 		fmt.Fprintf(&b, ": body %q", clip(e.Raw, 120))
 	}
 	return b.String()
+}
+
+// RetryAfter returns the wait the server asked for with Retry-After (in
+// seconds or as an HTTP date, uncapped) on the answer behind err; false when
+// it asked for none.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return ae.RetryAfter, true
+	}
+	return 0, false
 }
 
 // Retryable reports whether err is worth another try later: transport

@@ -26,6 +26,7 @@ type metrics struct {
 	responses *prometheus.CounterVec
 	uploaded  prometheus.Counter
 	unknown   *prometheus.CounterVec
+	malformed *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,6 +52,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kioskd_uploader_unknown_values_total",
 			Help: "Answers carrying an enum value the API document does not list, by field.",
 		}, []string{"field"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kioskd_uploader_malformed_answers_total",
+			Help: "2xx answers refused as untrustworthy (not JSON, duplicate or case-variant member names, unknown status, a PASS with a failureReason or an error, ...), by endpoint.",
+		}, []string{"endpoint"}),
 	}
 	var err error
 	m.duration, err = register(reg, m.duration)
@@ -69,9 +74,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.unknown, err = register(reg, m.unknown); err != nil {
 		return nil, err
 	}
+	if m.malformed, err = register(reg, m.malformed); err != nil {
+		return nil, err
+	}
 	outcomes := append([]string{"ok"}, Reasons()...)
 	for _, ep := range endpoints {
 		m.retries.WithLabelValues(ep)
+		m.malformed.WithLabelValues(ep)
 		for _, o := range outcomes {
 			m.duration.WithLabelValues(ep, o)
 		}

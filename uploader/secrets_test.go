@@ -82,7 +82,7 @@ func TestNoSecretsInLogsErrorsOrMetrics(t *testing.T) {
 		t.Fatalf("debug logs were not captured: %.300s", logs)
 	}
 	mfs, err := e.reg.Gather()
-	if err != nil || len(mfs) != 5 {
+	if err != nil || len(mfs) != 6 {
 		t.Fatalf("gathered %d metric families: %v", len(mfs), err)
 	}
 	metrics := fmt.Sprint(mfs)

@@ -2,6 +2,9 @@ package uploader
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -14,7 +17,7 @@ type AuthenticateRequest struct {
 	Source string     `json:"source,omitempty"`
 }
 
-// FaceObject is the face to authenticate. The seed allows any one of the
+// FaceObject is the face to authenticate. The Incode API documentation allows any one of the
 // three representations; kioskd sends base64Image.
 type FaceObject struct {
 	Base64Image string `json:"base64Image,omitempty"`
@@ -36,7 +39,7 @@ type AuthenticateResponse struct {
 	VerificationID   string        `json:"verificationId,omitempty"`
 }
 
-// ErrorBody is the seed's error object, found in non-2xx answers and in the
+// ErrorBody is the Incode API documentation's error object, found in non-2xx answers and in the
 // authenticate response's "error" field.
 type ErrorBody struct {
 	Timestamp Timestamp `json:"timestamp,omitzero"`
@@ -46,7 +49,7 @@ type ErrorBody struct {
 	Path      string    `json:"path,omitempty"`
 }
 
-// Timestamp keeps the error timestamp as sent. The seed gives it as a number
+// Timestamp keeps the error timestamp as sent. The Incode API documentation gives it as a number
 // of milliseconds in error answers but as a string inside the authenticate
 // response, so both are accepted and re-encoded in their original form.
 type Timestamp struct {
@@ -107,7 +110,7 @@ func MillisTimestamp(ms int64) Timestamp {
 // spells it.
 type Status string
 
-// The two outcomes the seed defines.
+// The two outcomes the Incode API documentation defines.
 const (
 	StatusPass Status = "PASS"
 	StatusFail Status = "FAIL"
@@ -120,7 +123,7 @@ func (s Status) Known() bool { return s == StatusPass || s == StatusFail }
 // five below are kept as sent; Known reports them.
 type FailureReason string
 
-// The failure reasons the seed lists.
+// The failure reasons the Incode API documentation lists.
 const (
 	ReasonHasFaceMask     FailureReason = "hasFaceMask"
 	ReasonHasLenses       FailureReason = "hasLenses"
@@ -129,12 +132,12 @@ const (
 	ReasonOtherError      FailureReason = "otherError"
 )
 
-// FailureReasons returns the failure reasons the seed defines.
+// FailureReasons returns the failure reasons the Incode API documentation defines.
 func FailureReasons() []FailureReason {
 	return []FailureReason{ReasonHasFaceMask, ReasonHasLenses, ReasonSpoofAttempt, ReasonFaceMatchFailed, ReasonOtherError}
 }
 
-// Known reports whether r is one of the seed's five values (an empty reason
+// Known reports whether r is one of the Incode API documentation's five values (an empty reason
 // is not known).
 func (r FailureReason) Known() bool {
 	switch r {
@@ -156,7 +159,7 @@ type Authentication struct {
 // AuthenticationStatus is the lowercase status of a stored authentication.
 type AuthenticationStatus string
 
-// The statuses the seed shows for a stored authentication.
+// The statuses the Incode API documentation shows for a stored authentication.
 const (
 	AuthenticationPass AuthenticationStatus = "pass"
 	AuthenticationFail AuthenticationStatus = "fail"
@@ -181,10 +184,10 @@ type Verification struct {
 // VerificationStatus is the status of an identity verification.
 type VerificationStatus string
 
-// StatusVerified is the only verification status the seed shows.
+// StatusVerified is the only verification status the Incode API documentation shows.
 const StatusVerified VerificationStatus = "VERIFIED"
 
-// Known reports whether s is a status the seed shows.
+// Known reports whether s is a status the Incode API documentation shows.
 func (s VerificationStatus) Known() bool { return s == StatusVerified }
 
 // VerificationData is the personal data of a verification.
@@ -192,7 +195,7 @@ type VerificationData struct {
 	Name        *Name  `json:"name,omitempty"`
 	Email       string `json:"email,omitempty"`
 	Phone       string `json:"phone,omitempty"`
-	DateOfBirth string `json:"dateOfBirth,omitempty"` // milliseconds as a string in the seed
+	DateOfBirth string `json:"dateOfBirth,omitempty"` // milliseconds as a string in the Incode API documentation
 }
 
 // Name is a person's name.
@@ -200,6 +203,20 @@ type Name struct {
 	FullName  string `json:"fullName,omitempty"`
 	FirstName string `json:"firstName,omitempty"`
 	LastName  string `json:"lastName,omitempty"`
+}
+
+// First is the first name to greet someone by: firstName, else the first
+// word of fullName, else "". It is safe on a nil *Name (the object is
+// optional in the Incode API documentation).
+func (n *Name) First() string {
+	if n == nil {
+		return ""
+	}
+	if first := strings.TrimSpace(n.FirstName); first != "" {
+		return first
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(n.FullName), " ")
+	return first
 }
 
 // UserInfo is the answer of GET /omni/incode-id/userinfo.
@@ -222,7 +239,7 @@ type UserInfo struct {
 // IdentityStatus is the state of an identity.
 type IdentityStatus string
 
-// The identity states the seed lists.
+// The identity states the Incode API documentation lists.
 const (
 	IdentityActive  IdentityStatus = "ACTIVE"
 	IdentityRevoked IdentityStatus = "REVOKED"
@@ -263,7 +280,7 @@ type Check struct {
 // CheckStatus is the status of one attestation check.
 type CheckStatus string
 
-// The check statuses the seed lists.
+// The check statuses the Incode API documentation lists.
 const (
 	CheckOK            CheckStatus = "OK"
 	CheckWarn          CheckStatus = "WARN"
@@ -275,7 +292,7 @@ const (
 	CheckManualPending CheckStatus = "MANUAL_PENDING"
 )
 
-// Known reports whether s is one of the seed's eight values.
+// Known reports whether s is one of the Incode API documentation's eight values.
 func (s CheckStatus) Known() bool {
 	switch s {
 	case CheckOK, CheckWarn, CheckFail, CheckUnknown, CheckManual, CheckManualOK, CheckManualFail, CheckManualPending:
@@ -299,3 +316,20 @@ const (
 	EventVerificationCompleted   = "verification.completed"
 	EventAuthenticationCompleted = "authentication.completed"
 )
+
+// FaceRequest is the authenticate request for a JPEG face taken at the
+// device source.
+func FaceRequest(jpeg []byte, source string) AuthenticateRequest {
+	return AuthenticateRequest{Face: FaceObject{Base64Image: base64.StdEncoding.EncodeToString(jpeg)}, Source: source}
+}
+
+// NewIdempotencyKey returns a random UUID (version 4), the one form of
+// Idempotency-Key kioskd sends for a live attempt and for its queued copy.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

@@ -33,7 +33,8 @@ Faces in --enroll DIR PASS (the person's name comes from the file name,
 Eileen_Collins.jpg is "Eileen Collins"); everyone else FAILs with faceMatchFailed.
 --script forces outcomes in order before the matcher decides again. Items:
   pass  fail:<failureReason>  http:<code>[:retry-after=N]  delay:<dur>  reset  hang
-  half  html  garbage  wrongshape  noauthid
+  half  html  garbage  wrongshape  noauthid  dupstatus  upperkeys  passreason
+  userinfo:noname
 Prefix an item with authentication:, verification: or userinfo: to aim it at that
 endpoint (e.g. userinfo:http:503); unprefixed items apply to authenticate.
 Control endpoints: GET /_sim/requests, /_sim/webhooks, /_sim/identities, /_sim/status,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -274,7 +274,15 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 		fmt.Fprintf(stderr, "kioskd queue drain: %v\n", err)
 		return 1
 	}
-	d := queue.NewDrainer(q, deferredDeliver(client, cfg, log, time.Now), log, reg)
+	// The same delivery and recorder as the service's drainer: one decision
+	// line per answer, and a deferred answer never drives the door.
+	dl := &decision.Delivery{API: client, Rec: decision.NewRecorder(log, reg), Device: cfg.Device,
+		Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax, Log: log, Now: time.Now, OnAuth: func(out decision.Outcome) {
+			if out.AuthError {
+				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token")
+			}
+		}}
+	d := queue.NewDrainer(q, dl.Deliver, log, reg)
 	sum, err := d.Drain(ctx, nil)
 	out := drainJSON{Delivered: sum.Delivered, DeadLettered: sum.DeadLettered, Remaining: sum.Remaining}
 	if sum.Stopped != nil {
@@ -300,65 +308,6 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 		return 1
 	}
 	return 0
-}
-
-// authenticator is what drain needs from the Incode client.
-type authenticator interface {
-	Authenticate(ctx context.Context, req uploader.AuthenticateRequest, opts ...uploader.CallOption) (*uploader.AuthenticateResponse, error)
-}
-
-// deferredDeliver sends a queued capture with its idempotency key and logs
-// the answer as a deferred decision. PASS and FAIL acknowledge the item; a
-// refusal that another attempt cannot change (4xx other than 401/403, a
-// malformed answer) dead-letters it; everything else, including a bad API
-// key or device token, which is not the capture's fault, keeps it queued.
-func deferredDeliver(client authenticator, cfg *config.Config, log *slog.Logger, now func() time.Time) queue.DeliverFunc {
-	decision := func(it queue.Item, result, reason, authID string) {
-		attrs := []any{
-			"result", result,
-			"reason", reason,
-			"source", cfg.Device.SourceID,
-			"deferred", true,
-			"latency_ms", now().Sub(it.CapturedAt).Milliseconds(),
-		}
-		if authID != "" {
-			attrs = append(attrs, "authentication_id", authID)
-		}
-		if cfg.Device.Mode == config.ModeAttendance {
-			attrs = append(attrs, "mode", config.ModeAttendance)
-		}
-		attrs = append(attrs, "seq", it.Seq, "captured_at", it.CapturedAt.UTC().Format(time.RFC3339Nano))
-		log.Info("decision", attrs...)
-	}
-	return func(ctx context.Context, it queue.Item) error {
-		cctx, cancel := context.WithTimeout(ctx, cfg.Incode.RequestTimeout)
-		defer cancel()
-		resp, err := client.Authenticate(cctx, uploader.AuthenticateRequest{
-			Face:   uploader.FaceObject{Base64Image: base64.StdEncoding.EncodeToString(it.JPEG)},
-			Source: cfg.Device.SourceID,
-		}, uploader.WithIdempotencyKey(it.ID))
-		if err != nil {
-			reason := uploader.Reason(err)
-			var apiErr *uploader.APIError
-			switch {
-			case ctx.Err() != nil:
-				return err
-			case errors.As(err, &apiErr) && (apiErr.StatusCode == 401 || apiErr.StatusCode == 403):
-				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token", "reason", reason)
-				return err
-			case uploader.Retryable(err):
-				return err
-			}
-			decision(it, "ERROR", reason, "")
-			return queue.Permanent(err)
-		}
-		result, reason := "FAIL", string(resp.FailureReason)
-		if resp.Status == uploader.StatusPass {
-			result, reason = "PASS", ""
-		}
-		decision(it, result, reason, resp.AuthenticationID)
-		return nil
-	}
 }
 
 func printCount(stdout, stderr io.Writer, fl queueFlags, err error, key string, n int, what string) int {

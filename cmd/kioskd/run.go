@@ -25,6 +25,7 @@ import (
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/credentials"
+	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/panel"
 	"github.com/kioskd/kioskd/queue"
@@ -167,7 +168,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer sel.Close()
 
-	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg}
+	// Sinks (the event log, the panel) are added to the recorder here.
+	rec := decision.NewRecorder(log, reg)
+	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg, Recorder: rec}
 	if pnl != nil {
 		deps.Panel, deps.Credentials = pnl, creds
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/kioskd/kioskd/camera"
 	"image"
 	"io"
 	"log/slog"
@@ -86,7 +87,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		frames    int
 	)
 	enc := json.NewEncoder(stdout)
-	err = eachFrame(ctx, input, func(name string, index int, frame gocv.Mat) error {
+	err = eachFrame(ctx, input, cfg.Camera.MaxPixels, func(name string, index int, frame gocv.Mat) error {
 		frames++
 		a, err := sel.Analyze(frame)
 		if err != nil {
@@ -103,7 +104,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}, func(name string, index int, bad error) error {
 		frames++
 		rep := snapshotReport{Input: name, Frame: index, Faces: []snapshotRect{}, Quality: map[string]snapshotMeasure{},
-			Reasons: []capture.Reason{capture.ReasonInvalidFrame}, Error: "not a decodable image"}
+			Reasons: []capture.Reason{capture.ReasonInvalidFrame}, Error: bad.Error()}
 		if err := enc.Encode(rep); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
@@ -140,7 +141,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 // eachFrame calls fn for the image, each image of the folder, or each frame
 // of the video at path. The frame Mat is only valid during the call.
-func eachFrame(ctx context.Context, path string, fn func(name string, index int, frame gocv.Mat) error, skip func(name string, index int, err error) error) error {
+func eachFrame(ctx context.Context, path string, maxPixels int, fn func(name string, index int, frame gocv.Mat) error, skip func(name string, index int, err error) error) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
@@ -161,7 +162,7 @@ func eachFrame(ctx context.Context, path string, fn func(name string, index int,
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			err := eachImage(f, i, fn)
+			err := eachImage(f, i, maxPixels, fn)
 			if bad, ok := errors.AsType[*undecodableError](err); ok && skip != nil {
 				// One bad picture among an installer's test shots must not
 				// hide the report on the others.
@@ -180,7 +181,7 @@ func eachFrame(ctx context.Context, path string, fn func(name string, index int,
 		return fmt.Errorf("input %s is not a file or folder", path)
 	}
 	if slices.Contains(snapshotImageExts, strings.ToLower(filepath.Ext(path))) {
-		return eachImage(path, 0, fn)
+		return eachImage(path, 0, maxPixels, fn)
 	}
 	vc, err := gocv.VideoCaptureFile(path)
 	if err != nil || !vc.IsOpened() {
@@ -190,6 +191,9 @@ func eachFrame(ctx context.Context, path string, fn func(name string, index int,
 		return fmt.Errorf("input %s: not an image or a video OpenCV can open", path)
 	}
 	defer vc.Close()
+	if w, h := vc.Get(gocv.VideoCaptureFrameWidth), vc.Get(gocv.VideoCaptureFrameHeight); w*h > float64(maxPixels) {
+		return fmt.Errorf("input %s: %.0fx%.0f frames are more than %d pixels (camera.max_pixels)", path, w, h, maxPixels)
+	}
 	frame := gocv.NewMat()
 	defer frame.Close()
 	for i := 0; vc.Read(&frame); i++ {
@@ -203,17 +207,23 @@ func eachFrame(ctx context.Context, path string, fn func(name string, index int,
 	return nil
 }
 
-// undecodableError is an image file OpenCV cannot decode.
-type undecodableError struct{ path string }
+// undecodableError is an image file refused before or by decoding.
+type undecodableError struct {
+	path string
+	err  error
+}
 
-func (e *undecodableError) Error() string { return "input " + e.path + ": not a decodable image" }
+func (e *undecodableError) Error() string { return "input " + e.path + ": " + e.err.Error() }
 
-func eachImage(path string, index int, fn func(string, int, gocv.Mat) error) error {
-	m := gocv.IMRead(path, gocv.IMReadColor)
-	defer m.Close()
-	if m.Empty() {
-		return &undecodableError{path}
+func eachImage(path string, index, maxPixels int, fn func(string, int, gocv.Mat) error) error {
+	m, err := camera.ReadImageFile(path, maxPixels)
+	if err != nil {
+		if _, ok := errors.AsType[*camera.ImageError](err); ok {
+			return &undecodableError{path, err}
+		}
+		return fmt.Errorf("input: %w", err)
 	}
+	defer m.Close()
 	return fn(path, index, m)
 }
 

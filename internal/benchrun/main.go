@@ -81,7 +81,7 @@ func runBench(ctx context.Context, root string, args []string, stdout, stderr io
 	fs.SetOutput(stderr)
 	out := fs.String("out", "bench/results.json", "write the results here")
 	cmp := fs.String("compare", "", "an earlier results.json to compare with")
-	skip := fs.String("skip", "", "comma-separated sections to skip: go, queue, latency, payload, resources, decode")
+	skip := fs.String("skip", "", "comma-separated sections to skip: go, queue, latency, lobby, payload, resources, decode")
 	n := fs.Int("decisions", 30, "decisions per latency run")
 	if err := fs.Parse(args); err != nil {
 		return 2

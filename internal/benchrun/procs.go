@@ -170,7 +170,7 @@ type kioskdConf struct {
 	simURL      string
 	fps         int
 	loop        bool
-	maxAttempts string // YAML value; "" keeps the default
+	maxFailures string // YAML value; "" keeps the default
 	extra       string // more capture: lines, indented
 }
 
@@ -204,8 +204,8 @@ log:
 
 func (c kioskdConf) yaml(dir string) string {
 	capture := ""
-	if c.maxAttempts != "" {
-		capture += "  max_attempts: " + c.maxAttempts + "\n"
+	if c.maxFailures != "" {
+		capture += "  max_failures: " + c.maxFailures + "\n"
 	}
 	capture += c.extra
 	if capture == "" {

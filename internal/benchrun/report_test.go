@@ -69,16 +69,16 @@ func ptr(b bool) *bool { return &b }
 func TestKioskdConfigIsValid(t *testing.T) {
 	dir := t.TempDir()
 	c := kioskdConf{clip: filepath.Join(dir, "clip.avi"), simURL: "http://127.0.0.1:9", fps: 30, loop: true,
-		maxAttempts: "10", extra: "  attempt_window: 1m\n  lockout: 20s\n"}
+		maxFailures: "10", extra: "  failure_window: 1m\n  lockout: 20s\n"}
 	env := map[string]string{"KIOSKD_API_KEY": benchAPIKey, "KIOSKD_HARDWARE_ID": benchToken}
 	cfg, err := config.Parse([]byte(c.yaml(dir)), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("generated configuration does not load: %v\n%s", err, c.yaml(dir))
 	}
-	if !cfg.Camera.Realtime || !cfg.Camera.Loop || cfg.Camera.FPS != 30 || cfg.Capture.MaxAttempts != 10 ||
+	if !cfg.Camera.Realtime || !cfg.Camera.Loop || cfg.Camera.FPS != 30 || cfg.Capture.MaxFailures != 10 ||
 		cfg.Capture.Lockout != 20*time.Second || cfg.Queue.Path != filepath.Join(dir, "state", "queue.db") {
 		t.Errorf("configuration not as asked: camera %+v, capture attempts %d lockout %v, queue %s",
-			cfg.Camera, cfg.Capture.MaxAttempts, cfg.Capture.Lockout, cfg.Queue.Path)
+			cfg.Camera, cfg.Capture.MaxFailures, cfg.Capture.Lockout, cfg.Queue.Path)
 	}
 	// The measurement's notion of the configured selection time is kioskd's.
 	def := config.Default().Capture

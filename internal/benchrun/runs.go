@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/config"
@@ -87,6 +88,7 @@ func (b *bench) run(ctx context.Context, f benchFlags) error {
 		b.logf("== %s done in %s", name, time.Since(start).Round(time.Second))
 	}
 	step("latency", func(ctx context.Context) error { return b.latency(ctx, f.n) })
+	step("lobby", b.lobby)
 	step("payload", b.payload)
 	step("decode", b.decode)
 	step("resources", b.resources)
@@ -105,7 +107,7 @@ type decisionRun struct {
 	records   map[string]simRecord // by authentication id
 }
 
-func (b *bench) decisionRun(ctx context.Context, name, clip string, so simOpts, n int) (*decisionRun, error) {
+func (b *bench) decisionRun(ctx context.Context, name, clip string, so simOpts, n int, maxFailures string) (*decisionRun, error) {
 	dir, err := b.runDir(name)
 	if err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func (b *bench) decisionRun(ctx context.Context, name, clip string, so simOpts, 
 		return nil, err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxAttempts: "0"})
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxFailures: maxFailures})
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +164,7 @@ func (b *bench) latency(ctx context.Context, n int) error {
 	var errs []error
 	for _, lat := range []time.Duration{0, 300 * time.Millisecond} {
 		name := fmt.Sprintf("latency-%dms", lat.Milliseconds())
-		r, err := b.decisionRun(ctx, name, clip, simOpts{latency: lat}, n)
+		r, err := b.decisionRun(ctx, name, clip, simOpts{latency: lat}, n, "0")
 		if err != nil {
 			errs = append(errs, err)
 			if r == nil || len(r.decisions) == 0 {
@@ -219,6 +221,51 @@ func (b *bench) latency(ctx context.Context, n int) error {
 
 func actuator(d dist) float64 { return d.p(50) }
 
+// lobbyArrivals is how many enrolled people walk up in a lobby run.
+const lobbyArrivals = 20
+
+// lobby measures a busy door with the default brute-force guard: enrolled
+// people arriving every 3 s and every 1.5 s (half of the gap in view).
+// Every one must be let in.
+func (b *bench) lobby(ctx context.Context) error {
+	var errs []error
+	for _, every := range []time.Duration{3 * time.Second, 1500 * time.Millisecond} {
+		frames := int(every.Seconds() * benchFPS)
+		name := fmt.Sprintf("lobby-%dms", every.Milliseconds())
+		clip, err := b.clip(name, 1280, 720, "empty:30"+strings.Repeat(fmt.Sprintf(",a:%d,empty:%d", frames/2, frames-frames/2), lobbyArrivals))
+		if err != nil {
+			return err
+		}
+		r, err := b.decisionRun(ctx, name, clip, simOpts{}, lobbyArrivals, "")
+		if err != nil {
+			errs = append(errs, err)
+			if r == nil || len(r.decisions) < 2 {
+				continue
+			}
+		}
+		var door dist
+		refused := 0
+		for _, d := range r.decisions {
+			if d.Result != "PASS" {
+				refused++
+				continue
+			}
+			door = append(door, d.LatencyMs)
+		}
+		span := r.decisions[len(r.decisions)-1].Time.Sub(r.decisions[0].Time)
+		perMin := 0.0
+		if span > 0 {
+			perMin = float64(len(door)-1) / span.Minutes()
+		}
+		area := fmt.Sprintf("lobby, arrivals every %.1f s", every.Seconds())
+		key := fmt.Sprintf("lobby.every%dms.", every.Milliseconds())
+		b.add(key+"admitted_per_minute", area, "people admitted per minute", perMin, "/min", fmt.Sprintf(">= %.0f", 0.9*time.Minute.Seconds()/every.Seconds()), fmt.Sprintf("n=%d", len(r.decisions)))
+		b.add(key+"door.p95", area, "time at the door (first face frame → door signal), p95", door.p(95), "ms", "", "")
+		b.add(key+"refused", area, "people refused (FAIL, ERROR, OFFLINE, lockout)", float64(refused), "", "<= 0", "default capture guard")
+	}
+	return errors.Join(errs...)
+}
+
 func (b *bench) payload(ctx context.Context) error {
 	var errs []error
 	for _, sz := range [][2]int{{1280, 720}, {1920, 1080}} {
@@ -227,7 +274,7 @@ func (b *bench) payload(ctx context.Context) error {
 			return err
 		}
 		name := fmt.Sprintf("payload-%dx%d", sz[0], sz[1])
-		r, err := b.decisionRun(ctx, name, clip, simOpts{}, 6)
+		r, err := b.decisionRun(ctx, name, clip, simOpts{}, 6, "0")
 		if err != nil {
 			errs = append(errs, err)
 			if r == nil {
@@ -259,7 +306,7 @@ func (b *bench) payload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := b.decisionRun(ctx, "upload-2mbit", clip, simOpts{bandwidth: "2Mbit/s"}, 6)
+	r, err := b.decisionRun(ctx, "upload-2mbit", clip, simOpts{bandwidth: "2Mbit/s"}, 6, "0")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -354,7 +401,7 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 		return r, err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxAttempts: "0"})
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true, maxFailures: "0"})
 	if err != nil {
 		return r, err
 	}
@@ -413,7 +460,7 @@ func (b *bench) drain(ctx context.Context, static string) error {
 		return err
 	}
 	defer s.stop()
-	k, err := startKioskd(b.root, dir, kioskdConf{clip: static, simURL: s.url, fps: benchFPS, loop: true, maxAttempts: "0"})
+	k, err := startKioskd(b.root, dir, kioskdConf{clip: static, simURL: s.url, fps: benchFPS, loop: true, maxFailures: "0"})
 	if err != nil {
 		return err
 	}

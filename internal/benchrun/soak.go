@@ -113,7 +113,7 @@ func (b *bench) soak(ctx context.Context, dur, every time.Duration) (*SoakResult
 	// A cap of 10 attempts a minute with a 20 s lockout: the clip makes
 	// about 20 a minute, so lockouts come and go too.
 	k, err := startKioskd(b.root, dir, kioskdConf{clip: clip, simURL: s.url, fps: benchFPS, loop: true,
-		maxAttempts: "10", extra: "  attempt_window: 1m\n  lockout: 20s\n"})
+		maxFailures: "10", extra: "  failure_window: 1m\n  lockout: 20s\n"})
 	if err != nil {
 		return nil, err
 	}
