@@ -25,7 +25,6 @@ import (
 // panelAPI passes everyone, as verification "ver-<name>", and answers
 // userinfo with the status set for the token.
 type panelAPI struct {
-	idleAPI
 	mu     sync.Mutex
 	who    string
 	status uploader.IdentityStatus

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/credentials"
+	"github.com/kioskd/kioskd/internal/statefile"
 )
 
 // Port is the serial line. Read returns 0, nil when nothing arrived within
@@ -679,31 +678,7 @@ func writeKey(path string, key []byte) error {
 	if path == "" {
 		return errors.New("no state directory to keep the key in")
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".osdp-scbk-*")
-	if err != nil {
-		return fmt.Errorf("store key: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("store key: %w", err)
-	}
-	if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
-		f.Close()
-		return fmt.Errorf("store key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("store key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("store key: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("store key: %w", err)
-	}
-	return nil
+	return statefile.WritePrivate(path, []byte(hex.EncodeToString(key)+"\n"))
 }
 
 func printable(b []byte) string {
