@@ -116,6 +116,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
 	cfg.warnResolution()
+	cfg.warnPanel()
 	if len(problems) > 0 {
 		// check-config prints one line per problem; YAML errors quote
 		// values, which may hold line breaks.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,4 +187,17 @@ func parseSCBK(field, v string, p *Problems) []byte {
 		return nil
 	}
 	return b
+}
+
+// warnPanel says that unlock outputs stay idle while a panel decides, so
+// that an installer who wired both is not surprised.
+func (c *Config) warnPanel() {
+	if c.Panel.Protocol == PanelNone || c.Panel.Protocol == "" {
+		return
+	}
+	for _, o := range c.Actuator.Outputs {
+		if o.Role == "unlock" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("actuator.outputs %s: with panel.protocol %s the panel drives the strike; this unlock output is never pulsed", o.Name, c.Panel.Protocol))
+		}
+	}
 }

@@ -51,6 +51,11 @@ func TestPanelValidation(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+	// Unlock outputs are said to stay idle.
+	cfg, err = config.Parse([]byte(base+"actuator: {outputs: [{name: door, role: unlock, driver: log, pulse: 3s}]}\npanel: {protocol: osdp, osdp: {device: /dev/ttyUSB0, scbk_file: "+key+"}}\ncredentials: {file: /x.csv}\n"), env)
+	if err != nil || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "never pulsed") {
+		t.Fatalf("warnings %q, %v", cfg.Warnings, err)
+	}
 	// Install mode needs no key.
 	if _, err := config.Parse([]byte(base+"panel: {protocol: osdp, osdp: {device: /dev/ttyUSB0, install_mode: true}}\ncredentials: {userinfo_field: badge}\n"), env); err != nil {
 		t.Fatal(err)
