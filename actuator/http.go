@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/backoff"
 )
 
 // httpDriver POSTs each activation as JSON to a door controller.
@@ -68,16 +69,16 @@ func (d *httpDriver) fire(ctx context.Context, n notice) error {
 	if err != nil {
 		return fmt.Errorf("http: encode event: %w", err)
 	}
-	backoff := 100 * time.Millisecond
+	// No jitter: one box's outputs do not retry in step with a fleet.
+	retry := backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}
 	for attempt := 0; ; attempt++ {
 		err = d.post(ctx, body)
 		if err == nil || errors.Is(err, errPermanent) || attempt >= d.retries || ctx.Err() != nil {
 			break
 		}
-		if werr := d.wait(ctx, backoff); werr != nil {
+		if werr := d.wait(ctx, retry.Delay(attempt+1, nil)); werr != nil {
 			break
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 	if err != nil {
 		return fmt.Errorf("http POST %s: %w", d.where, err)

@@ -19,6 +19,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/backoff"
 )
 
 // State is what the camera is doing, for the display and /readyz.
@@ -119,7 +120,7 @@ type Source struct {
 	w         *worker
 	pending   bool // a read request is outstanding on w
 	abandoned []*worker
-	backoff   time.Duration
+	failures  int     // reopens since the last good frame
 	downWarn  repeats // "down, reopening" warnings, rate-limited
 	nextOpen  time.Time
 	opened    bool // a device has been opened at least once
@@ -152,7 +153,7 @@ func Open(cfg config.Camera, log *slog.Logger, reg prometheus.Registerer, opts .
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, backoff: cfg.ReconnectMin, workers: map[*worker]struct{}{}}
+	s := &Source{cfg: cfg, log: log.With("camera", redact(cfg.Source)), o: o, kind: k, spec: spec, workers: map[*worker]struct{}{}}
 	if o.open == nil {
 		if err := precheck(k, spec); err != nil {
 			return nil, err
@@ -328,7 +329,7 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 	}
 	s.filled = matData(*dst)
 	s.lastGood = now
-	s.backoff = s.cfg.ReconnectMin
+	s.failures = 0
 	if s.cfg.Realtime && s.kind.file() {
 		interval := time.Duration(float64(time.Second) / s.cfg.FPS)
 		if s.nextDue.IsZero() || now.Sub(s.nextDue) > interval {
@@ -379,11 +380,10 @@ func (s *Source) fail(what string, err error) {
 	// A file that fails to reopen at its loop point is an outage, and the
 	// open that ends it a reconnect like any other.
 	s.rewinding = false
-	d := s.backoff
 	// Jitter spreads reconnects of many doors behind one recorder.
-	d = time.Duration(float64(d) * (0.8 + 0.2*rand.Float64()))
+	s.failures++
+	d := backoff.Policy{Min: s.cfg.ReconnectMin, Max: s.cfg.ReconnectMax, Jitter: 0.2}.Delay(s.failures, rand.Float64)
 	s.nextOpen = s.o.now().Add(d)
-	s.backoff = min(s.backoff*2, s.cfg.ReconnectMax)
 	s.setState(StateDown)
 	s.m.failures.WithLabelValues(what).Inc()
 	if left, ok := s.downWarn.allow(what+": "+err.Error(), s.o.now()); ok {

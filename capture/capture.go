@@ -177,9 +177,6 @@ func New(cfg config.Capture, log *slog.Logger, reg prometheus.Registerer, opts .
 	s := &Selector{cfg: cfg, log: log, now: o.now, store: o.store, best: gocv.NewMat()}
 	s.setParts(p)
 
-	if s.store == nil && cfg.AttemptsPath != "" {
-		s.store = NewFileAttemptStore(cfg.AttemptsPath)
-	}
 	s.guard = newGuard(cfg, s.store, log, o.now())
 	m, err := newMetrics(reg)
 	if err != nil {

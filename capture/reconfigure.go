@@ -105,7 +105,6 @@ func (s *Selector) Reconfigure(cfg config.Capture) error {
 	}
 	s.closeParts()
 	s.setParts(p)
-	cfg.AttemptsPath = s.cfg.AttemptsPath
 	s.cfg = cfg
 	s.guard.configure(cfg)
 	if s.state == stIdle || s.state == stPresent {

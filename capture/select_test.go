@@ -401,9 +401,7 @@ func TestFileAttemptStore(t *testing.T) {
 		t.Error("corrupt file loaded")
 	}
 	// A corrupt history does not stop the door: the selector starts empty.
-	cfg := selectCfg()
-	cfg.AttemptsPath = bad
-	s, _ := newSelector(t, cfg)
+	s, _ := newSelector(t, selectCfg(), WithAttemptStore(NewFileAttemptStore(bad)))
 	if len(s.guard.st.Failures) != 0 || !s.guard.st.LockedUntil.IsZero() {
 		t.Errorf("guard state %v", s.guard.st)
 	}

@@ -213,6 +213,12 @@ type Display struct {
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// MaxClients bounds concurrent event and preview streams.
 	MaxClients int `yaml:"max_clients"`
+	// MaxConnections caps open connections (streams and page loads);
+	// loopback clients have a few more in reserve.
+	MaxConnections int `yaml:"max_connections"`
+	// RemoteFaceData lets clients other than loopback see the camera
+	// preview and the greeting name; off, they are the kiosk's alone.
+	RemoteFaceData bool `yaml:"remote_face_data"`
 }
 
 func (d *Display) defaults() {
@@ -221,6 +227,7 @@ func (d *Display) defaults() {
 	d.PreviewFPS = 5
 	d.Heartbeat = 15 * time.Second
 	d.MaxClients = 16
+	d.MaxConnections = 64
 }
 
 func (d *Display) validate(p *Problems) {
@@ -241,10 +248,7 @@ func (d *Display) validate(p *Problems) {
 			p.add("display.messages.%s: empty message", k)
 		}
 	}
-	for i, h := range d.AllowedHosts {
-		if h == "" || strings.ContainsAny(h, "/ ") {
-			p.add("display.allowed_hosts[%d]: %q is not a host or host:port", i, h)
-		}
-	}
+	checkAllowedHosts(p, "display.allowed_hosts", d.AllowedHosts)
+	checkConnections(p, "display.max_connections", d.MaxConnections)
 	checkListen(p, "display.listen", d.Listen)
 }

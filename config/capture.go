@@ -37,9 +37,6 @@ type Capture struct {
 	MaxFailures   int           `yaml:"max_failures"`
 	FailureWindow time.Duration `yaml:"failure_window"`
 	Lockout       time.Duration `yaml:"lockout"`
-	// AttemptsPath keeps the counted failures and a running lockout across
-	// restarts; empty keeps them in memory.
-	AttemptsPath string `yaml:"attempts_path"`
 	// OldMaxAttempts and OldAttemptWindow are the keys of an earlier cap
 	// that counted every attempt; they are read into the new keys with a
 	// warning that says what changed.

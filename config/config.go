@@ -98,7 +98,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			for _, e := range te.Errors {
-				problems.add("%s", e)
+				problems.add("%s", explainRemoved(e))
 			}
 		} else {
 			return nil, Problems{oneLine("yaml: " + strings.TrimPrefix(err.Error(), "yaml: "))}
@@ -337,6 +337,7 @@ func worldReadable(path string) string {
 func (c *Config) resolveSecrets(env Env, p *Problems) {
 	c.Incode.APIKey = c.readSecret("incode.api_key_file", c.Incode.APIKeyFile, "api-key", "KIOSKD_API_KEY", env, true, p)
 	c.Incode.HardwareID = c.readSecret("incode.hardware_id_file", c.Incode.HardwareIDFile, "hardware-id", "KIOSKD_HARDWARE_ID", env, true, p)
+	c.resolveStatePaths()
 	c.resolveQueueKey(env, p)
 	c.resolveSCBK(env, p)
 }

@@ -26,10 +26,33 @@ type Queue struct {
 	RetryAfterMax time.Duration `yaml:"retry_after_max"`
 
 	Key string `yaml:"-"` // resolved secret; never logged
+	// KeySource says where Key comes from (a file, a credential, the
+	// environment or the generated per-device key); check-config prints it.
+	KeySource string `yaml:"-"`
+	// GeneratedKey is the per-device key file in device.state_dir used when
+	// no key is configured; `kioskd run` creates it at first start.
+	GeneratedKey string `yaml:"-"`
 }
 
+const generatedKeySource = "generated per-device key "
+
+// UseGeneratedKey records the per-device key that kioskd run has just
+// made, as a later load of the configuration (a reload) reads it.
+func (q *Queue) UseGeneratedKey(key string) {
+	q.Key, q.KeySource = key, generatedKeySource+q.GeneratedKey
+}
+
+// GeneratedKeyName is the per-device queue key's file in device.state_dir.
+const GeneratedKeyName = "queue.key"
+
+// QueueFileName is the queue file in device.state_dir when queue.path is
+// not set.
+const QueueFileName = "queue.db"
+
 func (q *Queue) defaults() {
-	q.Path = "/var/lib/kioskd/queue.db"
+	// Path is empty: it resolves to <device.state_dir>/queue.db.
+	// Faces are biometric data: sealed at rest unless turned off.
+	q.Encrypt = true
 	q.MaxItems = 1000
 	q.MaxBytes = 512 << 20
 	q.TTL = 24 * time.Hour
@@ -43,7 +66,7 @@ func (q *Queue) defaults() {
 
 func (q *Queue) validate(p *Problems) {
 	if q.Path == "" {
-		p.add("queue.path: required")
+		p.add("queue.path: required (or set device.state_dir)")
 	} else if strings.HasSuffix(q.Path, "/") {
 		p.add("queue.path: %q is a directory; name the file, e.g. %squeue.db", q.Path, q.Path)
 	}
@@ -95,6 +118,14 @@ func ParseQueueKey(s string) ([]byte, error) {
 	return nil, fmt.Errorf("the queue key must be 32 bytes: 64 hex characters, base64 of 32 bytes, or 32 raw bytes (got %d characters)", len(s))
 }
 
+// resolveStatePaths puts the files that device.state_dir holds there
+// unless their own setting names another place.
+func (c *Config) resolveStatePaths() {
+	if c.Queue.Path == "" && c.Device.StateDir != "" {
+		c.Queue.Path = filepath.Join(c.Device.StateDir, QueueFileName)
+	}
+}
+
 // resolveQueueKey finds the queue key like readSecret does, but keeps a
 // secret file of exactly 32 bytes as it is: a raw binary key may begin or
 // end with bytes that look like white space.
@@ -104,17 +135,42 @@ func (c *Config) resolveQueueKey(env Env, p *Problems) {
 		return
 	}
 	path, field := q.KeyFile, "queue.key_file"
+	q.KeySource = "queue.key_file " + path
 	if path == "" {
 		if dir := env("CREDENTIALS_DIRECTORY"); dir != "" {
 			cred := filepath.Join(dir, "queue-key")
-			if _, err := os.Stat(cred); err == nil {
+			// An empty credential is the unit's placeholder: no key given.
+			if fi, err := os.Stat(cred); err == nil && fi.Size() > 1 {
 				path, field = cred, "queue.key_file: credential queue-key"
+				q.KeySource = "systemd credential queue-key"
 			}
 		}
 	}
 	if path == "" {
-		q.Key = c.readSecret("queue.key_file", "", "queue-key", "KIOSKD_QUEUE_KEY", env, true, p)
-		return
+		if v := strings.TrimSpace(env("KIOSKD_QUEUE_KEY")); v != "" {
+			q.Key, q.KeySource = v, "$KIOSKD_QUEUE_KEY"
+			return
+		}
+		if c.Device.StateDir == "" {
+			p.add("queue.key_file: not set (give queue.key_file, a systemd credential \"queue-key\", $KIOSKD_QUEUE_KEY, or device.state_dir for a generated key)")
+			return
+		}
+		// The per-device key: made by `kioskd run` at first start (0600),
+		// read here when it exists. Never a link: it is a secret.
+		q.GeneratedKey = filepath.Join(c.Device.StateDir, GeneratedKeyName)
+		q.KeySource = generatedKeySource + q.GeneratedKey
+		fi, err := os.Lstat(q.GeneratedKey)
+		switch {
+		case err != nil:
+			// Missing, or the state directory is: kioskd run makes the
+			// key, or reports why it cannot (and runs without a queue).
+			q.KeySource += " (created by kioskd run at first start)"
+			return
+		case !fi.Mode().IsRegular():
+			p.add("queue.key_file: generated key %s is not a regular file", q.GeneratedKey)
+			return
+		}
+		path, field = q.GeneratedKey, "queue.key_file: generated key"
 	}
 	if _, err := readSecretFile(path); err != nil { // existence, size, emptiness
 		p.add("%s: %v", field, err)

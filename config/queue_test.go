@@ -121,7 +121,6 @@ func TestQueueKeyProblems(t *testing.T) {
 		name, extra string
 		want        string
 	}{
-		{"missing", "", "queue.key_file: not set"},
 		{"malformed", "  key_file: " + bad + "\n", "must be 32 bytes"},
 		{"backoff order", "  key_file: " + bad + "\n  backoff_min: 1m\n  backoff_max: 1s\n", "queue.backoff_max"},
 	} {
@@ -134,5 +133,50 @@ func TestQueueKeyProblems(t *testing.T) {
 				t.Fatal("a problem echoes the key")
 			}
 		})
+	}
+}
+
+// TestQueueKeyGenerated: with no key configured, encryption (on by
+// default) uses the per-device key in device.state_dir, which check-config
+// names; without a state directory there is no key to use.
+func TestQueueKeyGenerated(t *testing.T) {
+	doc := func(stateDir string) []byte {
+		return []byte("device:\n  source_id: d\n  state_dir: \"" + stateDir + "\"\nincode:\n  base_url: https://api.incode.example\ncamera:\n  source: /dev/video0\n")
+	}
+	env := queueKeyEnv(nil)
+	if _, err := config.Parse(doc(""), env); err == nil || !strings.Contains(err.Error(), "queue.key_file: not set") {
+		t.Fatalf("no state dir, no key: err = %v", err)
+	}
+	dir := t.TempDir()
+	cfg, err := config.Parse(doc(dir), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, config.GeneratedKeyName)
+	if !cfg.Queue.Encrypt || cfg.Queue.Key != "" || cfg.Queue.GeneratedKey != keyPath ||
+		!strings.Contains(cfg.Queue.KeySource, keyPath) || !strings.Contains(cfg.Queue.KeySource, "first start") {
+		t.Fatalf("before the first start: encrypt %v, key set %v, generated %q, source %q",
+			cfg.Queue.Encrypt, cfg.Queue.Key != "", cfg.Queue.GeneratedKey, cfg.Queue.KeySource)
+	}
+	if cfg.Queue.Path != filepath.Join(dir, config.QueueFileName) {
+		t.Errorf("queue.path %q, want it in the state directory", cfg.Queue.Path)
+	}
+	hexKey := strings.Repeat("ab", config.QueueKeySize)
+	if err := os.WriteFile(keyPath, []byte(hexKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Parse(doc(dir), env); err != nil || cfg.Queue.Key != hexKey {
+		t.Fatalf("after the first start: err %v, key read %v", err, cfg != nil && cfg.Queue.Key == hexKey)
+	}
+	// A link in place of the key is refused, not followed.
+	other := t.TempDir()
+	if err := os.Rename(keyPath, filepath.Join(other, "k")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(other, "k"), keyPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Parse(doc(dir), env); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("symlinked key: err = %v", err)
 	}
 }

@@ -72,6 +72,11 @@ func TestSampleConfigShowsDefaults(t *testing.T) {
 	cfg.Actuator = def.Actuator
 	cfg.Path, cfg.Warnings = "", nil
 	cfg.Incode.APIKey, cfg.Incode.HardwareID, cfg.Queue.Key = "", "", ""
+	// Resolved from device.state_dir, not read from the file.
+	cfg.Queue.KeySource, cfg.Queue.GeneratedKey = "", ""
+	if cfg.Queue.Path == filepath.Join(cfg.Device.StateDir, config.QueueFileName) {
+		cfg.Queue.Path = ""
+	}
 	var diffs []string
 	valueDiffs(reflect.ValueOf(*cfg), reflect.ValueOf(*def), "", &diffs)
 	if len(diffs) > 0 {

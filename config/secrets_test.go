@@ -113,7 +113,7 @@ func TestSecretSources(t *testing.T) {
 			name: "queue key ignored when encryption is off",
 			setup: func(t *testing.T, f secretFixture) (string, string, map[string]string) {
 				f.credential(t, "queue-key", queueKey)
-				return "", "", map[string]string{"CREDENTIALS_DIRECTORY": f.creds, "KIOSKD_API_KEY": apiKey, "KIOSKD_HARDWARE_ID": hardwareID}
+				return "", "queue:\n  encrypt: false", map[string]string{"CREDENTIALS_DIRECTORY": f.creds, "KIOSKD_API_KEY": apiKey, "KIOSKD_HARDWARE_ID": hardwareID}
 			},
 			want: result{apiKey, hardwareID, ""},
 		},
@@ -219,13 +219,6 @@ func TestSecretProblems(t *testing.T) {
 				return "  api_key_file: " + k, "", map[string]string{"KIOSKD_HARDWARE_ID": hardwareID + "\x00"}
 			},
 			want: []string{"incode.api_key_file", "incode.hardware_id_file", "control character"},
-		},
-		{
-			name: "queue encryption without a key",
-			setup: func(t *testing.T, f secretFixture) (string, string, map[string]string) {
-				return "", "queue:\n  encrypt: true", map[string]string{"KIOSKD_API_KEY": apiKey, "KIOSKD_HARDWARE_ID": hardwareID}
-			},
-			want: []string{"queue.key_file: not set", "queue-key", "KIOSKD_QUEUE_KEY"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,9 +7,9 @@ package display
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/httpserve"
 )
 
 // toneOf decides the colours (the page knows nothing else about states);
@@ -83,7 +84,11 @@ type Server struct {
 	clients  *prometheus.GaugeVec
 	updates  *prometheus.CounterVec
 	rejected *prometheus.CounterVec
-	slots    chan struct{} // bounds concurrent streams
+	http     *httpserve.Server
+
+	streamMu   sync.Mutex
+	streams    map[uint64]context.CancelFunc // open streams by start order
+	streamNext uint64
 
 	mu      sync.Mutex
 	msgs    messages
@@ -104,15 +109,6 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	if err != nil {
 		return nil, fmt.Errorf("display: %w", err)
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 15 * time.Second
-	}
-	if cfg.MaxClients <= 0 {
-		cfg.MaxClients = 16
-	}
-	if cfg.PreviewFPS <= 0 {
-		cfg.PreviewFPS = 5
-	}
 	s := &Server{
 		cfg:  cfg,
 		log:  log,
@@ -131,7 +127,7 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 			Name: "kioskd_display_rejected_requests_total",
 			Help: "Display requests refused, by reason.",
 		}, []string{"reason"}),
-		slots:        make(chan struct{}, cfg.MaxClients),
+		streams:      map[uint64]context.CancelFunc{},
 		cur:          Update{State: StateReady},
 		changed:      make(chan struct{}),
 		frameChanged: make(chan struct{}),
@@ -145,13 +141,17 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	for _, st := range states() {
 		s.updates.WithLabelValues(st.String())
 	}
-	for _, r := range []string{"host", "busy"} {
+	for _, r := range []string{"host", "busy", "evicted", "face_data"} {
 		s.rejected.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{s.clients, s.updates, s.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("display: register metrics: %w", err)
 		}
+	}
+	s.http, err = httpserve.New(httpserve.Options{Name: "display", MaxConns: cfg.MaxConnections, Streaming: true}, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("display: %w", err)
 	}
 	s.page, err = newPage(cfg.Language, msgs["reconnecting"], cfg.Preview)
 	if err != nil {
@@ -321,7 +321,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Content-Security-Policy", s.csp)
-		if !s.hostAllowed(r.Host) {
+		if !httpserve.HostAllowed(s.cfg.Listen, s.cfg.AllowedHosts, r.Host) {
 			s.rejected.WithLabelValues("host").Inc()
 			http.Error(w, "misdirected request", http.StatusMisdirectedRequest)
 			return
@@ -330,37 +330,24 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
-// hostAllowed defends against DNS rebinding: a web page elsewhere can make
-// the kiosk browser resolve its own name to 127.0.0.1, but it cannot make
-// the browser send a Host header other than that name. So accept loopback
-// names, IP literals (a rebinding needs a name), the listen host and the
-// configured names, and nothing else.
-func (s *Server) hostAllowed(hostport string) bool {
-	if hostport == "" {
-		return false
+// faceData reports whether r may see face data: the preview and the
+// greeting name. The kiosk's own browser (loopback) may; others only
+// with display.remote_face_data.
+func (s *Server) faceData(r *http.Request) bool {
+	return s.cfg.RemoteFaceData || httpserve.IsLoopbackRequest(r)
+}
+
+// forClient is the update as r may see it.
+func (s *Server) forClient(r *http.Request, u Update) Update {
+	if !s.faceData(r) {
+		u.Name = ""
 	}
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	if host == "localhost" || net.ParseIP(host) != nil {
-		return true
-	}
-	if lh, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && strings.EqualFold(lh, host) {
-		return true
-	}
-	for _, a := range s.cfg.AllowedHosts {
-		if strings.EqualFold(a, hostport) || strings.EqualFold(a, host) {
-			return true
-		}
-	}
-	return false
+	return u
 }
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	snap := s.current()
-	v := s.render(snap.msgs, snap.u)
+	v := s.render(snap.msgs, s.forClient(r, snap.u))
 	text := v.Text
 	if v.RemainingMS != nil {
 		text = strings.ReplaceAll(text, "{time}", formatRemaining(*v.RemainingMS))
@@ -375,23 +362,44 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// acquire takes a stream slot, or answers 503 when all are taken.
-func (s *Server) acquire(w http.ResponseWriter, kind string) bool {
-	select {
-	case s.slots <- struct{}{}:
-		s.clients.WithLabelValues(kind).Inc()
-		return true
-	default:
-		s.rejected.WithLabelValues("busy").Inc()
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many display clients", http.StatusServiceUnavailable)
-		return false
+// acquire takes a stream slot and returns the stream's context (ended
+// when the client goes or the stream is evicted) and its release. When
+// every slot is taken, a loopback client (the kiosk's own browser, which
+// must always get its screen) ends the oldest stream and takes its slot;
+// anyone else gets 503.
+func (s *Server) acquire(w http.ResponseWriter, r *http.Request, kind string) (context.Context, func(), bool) {
+	ctx, cancel := context.WithCancel(r.Context())
+	s.streamMu.Lock()
+	if len(s.streams) >= s.cfg.MaxClients {
+		if !httpserve.IsLoopbackRequest(r) || len(s.streams) == 0 {
+			s.streamMu.Unlock()
+			cancel()
+			s.rejected.WithLabelValues("busy").Inc()
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "too many display clients", http.StatusServiceUnavailable)
+			return nil, nil, false
+		}
+		oldest := uint64(math.MaxUint64)
+		for id := range s.streams {
+			oldest = min(oldest, id)
+		}
+		s.streams[oldest]()
+		delete(s.streams, oldest)
+		s.rejected.WithLabelValues("evicted").Inc()
 	}
-}
-
-func (s *Server) release(kind string) {
-	<-s.slots
-	s.clients.WithLabelValues(kind).Dec()
+	id := s.streamNext
+	s.streamNext++
+	s.streams[id] = cancel
+	s.streamMu.Unlock()
+	s.clients.WithLabelValues(kind).Inc()
+	release := func() {
+		cancel()
+		s.streamMu.Lock()
+		delete(s.streams, id)
+		s.streamMu.Unlock()
+		s.clients.WithLabelValues(kind).Dec()
+	}
+	return ctx, release, true
 }
 
 // retryMS is how soon a page reconnects after the stream drops, e.g.
@@ -400,10 +408,11 @@ const retryMS = 2000
 
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	if !s.acquire(w, "events") {
+	ctx, release, ok := s.acquire(w, r, "events")
+	if !ok {
 		return
 	}
-	defer s.release("events")
+	defer release()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("X-Accel-Buffering", "no")
@@ -418,7 +427,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		snap := s.current()
 		if first || snap.seq != sent {
-			data, err := json.Marshal(s.render(snap.msgs, snap.u))
+			data, err := json.Marshal(s.render(snap.msgs, s.forClient(r, snap.u)))
 			if err != nil {
 				s.log.Error("display: encode state", "err", err)
 				return
@@ -432,7 +441,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			sent, first = snap.seq, false
 		}
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-snap.changed:
 		case <-heartbeat.C:
@@ -449,11 +458,17 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 const mjpegBoundary = "kioskdframe"
 
 func (s *Server) servePreview(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	if !s.acquire(w, "preview") {
+	if !s.faceData(r) {
+		s.rejected.WithLabelValues("face_data").Inc()
+		http.Error(w, "the preview is for the kiosk's own screen (display.remote_face_data)", http.StatusForbidden)
 		return
 	}
-	defer s.release("preview")
+	rc := http.NewResponseController(w)
+	ctx, release, ok := s.acquire(w, r, "preview")
+	if !ok {
+		return
+	}
+	defer release()
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+mjpegBoundary)
 	w.WriteHeader(http.StatusOK)
 	// Send the headers now: the first frame may be a while coming.
@@ -468,7 +483,7 @@ func (s *Server) servePreview(w http.ResponseWriter, r *http.Request) {
 		s.frameMu.Unlock()
 		if seq == sent || frame == nil {
 			select {
-			case <-r.Context().Done():
+			case <-ctx.Done():
 				return
 			case <-changed:
 				continue
@@ -491,7 +506,7 @@ func (s *Server) servePreview(w http.ResponseWriter, r *http.Request) {
 		// preview_fps frames a second, always the newest one.
 		t := time.NewTimer(interval)
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -506,10 +521,9 @@ func (s *Server) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	ln, err := httpserve.Listen(ctx, "display", s.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("display: listen: %w", err)
+		return err
 	}
 	return s.Serve(ctx, ln)
 }
@@ -517,33 +531,5 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve serves on ln until ctx is done, then ends every open stream and
 // closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       time.Minute,
-		// Request contexts derive from ctx, so streams end when it does
-		// and Shutdown does not wait for them.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer scancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			_ = srv.Close()
-		}
-	}()
-	s.log.Info("display listening", "addr", ln.Addr().String())
-	err := srv.Serve(ln)
-	cancel()
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("display: serve: %w", err)
+	return s.http.Serve(ctx, ln, s.Handler())
 }

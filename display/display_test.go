@@ -60,6 +60,7 @@ func get(t *testing.T, h http.Handler, path, host string) *httptest.ResponseReco
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	req.Host = host
+	req.RemoteAddr = "127.0.0.1:40000" // the kiosk's own browser
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
@@ -371,20 +372,65 @@ func TestHeartbeatAndShutdown(t *testing.T) {
 	}
 }
 
+// TestMaxClients: with every stream slot taken, a client from elsewhere
+// gets 503, while the kiosk's own browser (loopback) ends the oldest
+// stream and gets its screen.
 func TestMaxClients(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxClients = 1
 	s := newServer(t, cfg)
 	base := serve(t, s)
-	r, _ := openEvents(t, base)
-	r.next()
-	resp, err := http.Get(base + "/events")
-	if err != nil {
-		t.Fatal(err)
+	first, _ := openEvents(t, base)
+	first.next()
+
+	req := httptest.NewRequest(http.MethodGet, "/events", nil)
+	req.Host, req.RemoteAddr = "127.0.0.1", "192.0.2.7:5000"
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("remote stream with max_clients 1 = %d, want 503", rec.Code)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("second stream with max_clients 1 = %d, want 503", resp.StatusCode)
+
+	second, _ := openEvents(t, base)
+	if v, _ := second.state(); v.State != "ready" {
+		t.Fatalf("the kiosk's new stream got %+v", v)
+	}
+	// The evicted stream ends (its reader sees the end of the body).
+	for {
+		if _, err := first.br.ReadString('\n'); err != nil {
+			break
+		}
+	}
+}
+
+// TestFaceDataOnlyForTheKiosk: the greeting name and the preview go to
+// loopback clients only, unless display.remote_face_data says otherwise.
+func TestFaceDataOnlyForTheKiosk(t *testing.T) {
+	for _, remoteOK := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.GreetByName, cfg.Preview, cfg.RemoteFaceData = true, true, remoteOK
+		s := newServer(t, cfg)
+		s.Publish(display.Update{State: display.StatePass, Name: "Ana"})
+		for _, remote := range []string{"127.0.0.1:40000", "192.0.2.7:5000"} {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Host, req.RemoteAddr = "127.0.0.1", remote
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			want := remote == "127.0.0.1:40000" || remoteOK
+			if got := strings.Contains(rec.Body.String(), "Ana"); got != want {
+				t.Errorf("remote_face_data %v, client %s: name shown %v, want %v", remoteOK, remote, got, want)
+			}
+			if want {
+				continue
+			}
+			req = httptest.NewRequest(http.MethodGet, "/preview.mjpeg", nil)
+			req.Host, req.RemoteAddr = "127.0.0.1", remote
+			rec = httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusForbidden {
+				t.Errorf("preview to %s = %d, want 403", remote, rec.Code)
+			}
+		}
 	}
 }
 

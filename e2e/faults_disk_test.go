@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/queue"
 )
 
 // diskCase is one way the queue's storage fails under a running kioskd.
@@ -91,17 +96,22 @@ func TestDiskFaults(t *testing.T) {
 	}
 }
 
-// precreateQueue makes the queue file with `kioskd queue stats` and returns
-// its size.
+// precreateQueue makes an empty queue file, as a first start of the
+// service does (the queue commands never create one), and returns its size.
 func precreateQueue(t *testing.T, c *fcfg) string {
 	t.Helper()
 	if c.State == "" {
 		c.State = t.TempDir()
 	}
 	c.QueuePath = filepath.Join(c.State, "queue.db")
-	cfg := c.write(t)
-	if out, errOut, code := kioskdCmd(t, "queue", "stats", "--config", cfg); code != 0 {
-		t.Fatalf("queue stats: %d %s%s", code, out, errOut)
+	qc := config.Default().Queue
+	qc.Path, qc.Encrypt = c.QueuePath, false
+	q, err := queue.Open(qc, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
 	}
 	fi, err := os.Stat(c.QueuePath)
 	if err != nil {

@@ -62,7 +62,7 @@ func TestPreviewStream(t *testing.T) {
 	k2.wait(t, 10*time.Second)
 }
 
-var displayRE = regexp.MustCompile(`"msg":"display listening".*"addr":"([^"]+)"`)
+var displayRE = regexp.MustCompile(`"msg":"listening".*"server":"display".*"addr":"([^"]+)"`)
 
 // displayAddr is the kiosk page's address from kioskd's log.
 func displayAddr(t *testing.T, k *proc) string {

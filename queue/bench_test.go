@@ -171,6 +171,7 @@ func BenchmarkFileSize(b *testing.B) {
 
 func benchConfig(b *testing.B) config.Queue {
 	cfg := config.Default().Queue
+	cfg.Encrypt = false
 	cfg.Path = filepath.Join(b.TempDir(), "queue.db")
 	cfg.MaxItems = 1 << 20
 	cfg.MaxBytes = 1 << 30

@@ -70,8 +70,27 @@ func (s blobStore) ForEach(fn func(k []byte) error) error {
 	return s.b.ForEach(func(k, _ []byte) error { return fn(k) })
 }
 
-// formatVersion is written to the meta bucket and to every header.
+// formatVersion is written to the meta bucket and to every header. Raise
+// it whenever a kioskd of this version could misread a file written by the
+// next: an older kioskd then refuses the newer file (checkFormat) instead of
+// dropping or mangling its items, which matters when a package is
+// downgraded.
 const formatVersion = 1
+
+// checkFormat compares the file's stored format version with this build's.
+func checkFormat(v []byte) error {
+	if len(v) != 1 {
+		return fmt.Errorf("%w: the format version is %d bytes long, want 1: move the file aside", ErrFormat, len(v))
+	}
+	if v[0] > formatVersion {
+		return fmt.Errorf("%w: queue file format %d is newer than this kioskd supports (%d): upgrade kioskd, or move the file aside",
+			ErrFormat, v[0], formatVersion)
+	}
+	if v[0] < formatVersion {
+		return fmt.Errorf("%w: queue file format %d is older than any this kioskd reads (%d): move the file aside", ErrFormat, v[0], formatVersion)
+	}
+	return nil
+}
 
 // maxErrorLen bounds the last error kept with an item.
 const maxErrorLen = 512

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -20,9 +22,16 @@ func (q *Queue) compactThreshold() int64 {
 	return 2*live + slack
 }
 
+// Deleted images are biometric data, and bbolt leaves a deleted value's
+// bytes in its free pages. So the file is also rewritten as soon as the
+// queue is empty, and otherwise at most queue wipe interval (5 minutes)
+// after the first deletion since the last rewrite: a delivered, purged or
+// expired face cannot be read back from the file after that.
 func (q *Queue) maybeCompactLocked() {
 	size := q.fileSize()
-	if size <= q.compactThreshold() {
+	wipe := !q.deletedAt.IsZero() && !q.opt.readOnly &&
+		(q.n.pending+q.n.dead == 0 || q.opt.now().Sub(q.deletedAt) >= q.opt.wipeEvery)
+	if size <= q.compactThreshold() && !wipe {
 		return
 	}
 	if err := q.compactLocked(); err != nil {
@@ -58,6 +67,11 @@ func (q *Queue) compactLocked() error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("compact: %w", err)
 	}
+	if err := keepOwner(q.path, tmp); err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("compact: %w", err)
+	}
 	if err := os.Rename(tmp, q.path); err != nil {
 		_ = dst.Close()
 		_ = os.Remove(tmp)
@@ -66,9 +80,25 @@ func (q *Queue) compactLocked() error {
 	old := q.db
 	q.db = dst
 	_ = old.Close()
+	q.deletedAt = time.Time{}
 	q.m.compactions.Inc()
 	if err := syncDir(filepath.Dir(q.path)); err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
 	return nil
+}
+
+// keepOwner gives the new file (which kioskd just created) the owner of the
+// file it replaces, so that `sudo kioskd queue purge` never leaves a file
+// the service user cannot open. Only root can, and needs to, change it.
+func keepOwner(old, created string) error {
+	fi, err := os.Lstat(old)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 || (int(st.Uid) == os.Geteuid() && int(st.Gid) == os.Getegid()) {
+		return nil
+	}
+	return os.Lchown(created, int(st.Uid), int(st.Gid))
 }

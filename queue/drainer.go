@@ -110,7 +110,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 		if _, err := d.q.Expire(); errors.Is(err, ErrClosed) {
 			return err
 		}
-		d.q.refresh()
+		d.q.Maintain()
 		due, ok, expiry, err := d.q.head()
 		if errors.Is(err, ErrClosed) {
 			return err
@@ -127,7 +127,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 			switch res.kind {
 			case outcomeRetry:
 				fails++
-				wait := backoff(d.q.cfg.BackoffMin, d.q.cfg.BackoffMax, fails, d.rand)
+				wait := d.q.retryPolicy().Delay(fails, d.rand.Float64)
 				// The service said how long to wait (Retry-After): nothing
 				// is sent before then, unless Wake says it is back.
 				var ra interface{ RetryAfter() time.Duration }

@@ -114,6 +114,8 @@ func testConfig(t *testing.T) config.Queue {
 	t.Helper()
 	cfg := config.Default().Queue
 	cfg.Path = filepath.Join(t.TempDir(), "state", "queue.db")
+	// Most tests look at plain images; crypt_test turns encryption on.
+	cfg.Encrypt = false
 	cfg.MaxBytes = 64 << 20
 	cfg.BackoffMin = time.Second
 	cfg.BackoffMax = time.Minute

@@ -23,6 +23,9 @@ type options struct {
 	lockTimeout time.Duration
 	heartbeat   time.Duration
 	metaOnly    bool
+	readOnly    bool
+	existing    bool
+	wipeEvery   time.Duration
 }
 
 func buildOptions(opts []Option) options {
@@ -31,6 +34,7 @@ func buildOptions(opts []Option) options {
 		newTimer:    newRealTimer,
 		lockTimeout: time.Second,
 		heartbeat:   5 * time.Second,
+		wipeEvery:   5 * time.Minute,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -69,6 +73,25 @@ func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbe
 // key check value is left alone. `kioskd queue` uses it where the key,
 // often a systemd credential, is only available to the service.
 func WithMetadataOnly() Option { return func(o *options) { o.metaOnly = true } }
+
+// WithReadOnly opens an existing file for reading only, under a shared
+// lock: nothing on disk changes, not even on damage (which is reported, not
+// moved aside), and it works on a read-only filesystem. It implies
+// WithMetadataOnly. `kioskd queue stats` and `list` use it.
+func WithReadOnly() Option {
+	return func(o *options) { o.readOnly, o.existing, o.metaOnly = true, true, true }
+}
+
+// WithExisting opens the file only if it exists and never creates a file
+// or directory the service user could not use: damage is reported instead
+// of moved aside, and a compacted file keeps the old file's owner. The
+// `kioskd queue` commands, often run as root, use it.
+func WithExisting() Option { return func(o *options) { o.existing = true } }
+
+// WithWipeInterval sets how long deleted images may stay in the file's free
+// pages while the queue still holds items (default 5m): after that the
+// file is rewritten. An empty queue is rewritten at once.
+func WithWipeInterval(d time.Duration) Option { return func(o *options) { o.wipeEvery = d } }
 
 type realTimer struct{ t *time.Timer }
 

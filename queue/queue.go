@@ -17,16 +17,17 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/backoff"
 )
 
 // Item is one queued capture. Seq orders the queue; ID is the idempotency
@@ -82,6 +83,17 @@ var (
 	ErrKeyMismatch = errors.New("queue key does not match the file")
 	// ErrCorrupt wraps damage found in the file.
 	ErrCorrupt = errors.New("queue file is corrupt")
+	// ErrNoFile is returned by Open with WithReadOnly or WithExisting when
+	// there is no queue file yet: nothing was ever queued.
+	ErrNoFile = errors.New("no queue file")
+	// ErrUnsafePath is returned by Open when the queue file or its directory
+	// is a symbolic link or not a regular file: kioskd never follows a link
+	// to write biometric data, nor changes the mode of a file it did not
+	// create.
+	ErrUnsafePath = errors.New("unsafe queue path")
+	// ErrFormat is matched by the error Open returns for a file written by
+	// a newer kioskd (or in a format this one does not know).
+	ErrFormat = errors.New("unsupported queue file format")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("queue is closed")
 	// ErrNotFound is returned for a sequence number no longer pending, for
@@ -116,12 +128,17 @@ type Queue struct {
 	seal   *sealer
 	notify chan struct{} // an item became pending: a waiting drainer looks again
 
+	down atomic.Bool // closed, readable without the lock
+
 	mu         sync.Mutex
 	db         *bolt.DB
 	closed     bool
 	leased     map[uint64]struct{}
 	n          counts
 	nextExpiry time.Time // no item expires before this; zero: the queue is empty
+	// deletedAt is when an image was first deleted since the file was last
+	// rewritten: until it is, the image's bytes may remain in free pages.
+	deletedAt time.Time
 }
 
 type counts struct {
@@ -159,9 +176,6 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(q.path), 0o700); err != nil {
-		return nil, fmt.Errorf("open queue: %w", err)
-	}
 	db, err := q.openFile()
 	if err != nil {
 		return nil, err
@@ -171,11 +185,14 @@ func Open(cfg config.Queue, log *slog.Logger, reg prometheus.Registerer, opts ..
 		_ = db.Close()
 		return nil, err
 	}
-	// Only the lock holder may remove a compaction left half-done.
-	if err := os.Remove(q.path + compactSuffix); err == nil {
-		q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
+	if !q.opt.existing {
+		// Only the service's lock holder may remove a compaction left
+		// half-done, or old damaged files.
+		if err := os.Remove(q.path + compactSuffix); err == nil {
+			q.log.Info("removed an unfinished compaction", "path", q.path+compactSuffix)
+		}
+		q.removeOldCorrupt()
 	}
-	q.removeOldCorrupt()
 	if err := q.m.register(reg); err != nil {
 		q.m.unregister(reg)
 		_ = db.Close()
@@ -208,20 +225,35 @@ func (q *Queue) load() error {
 	var n counts
 	var next time.Time
 	var items int
+	// A read-only open looks without repairing: damaged items are
+	// counted out of the figures but stay in the file.
+	run := q.db.Update
+	if q.opt.readOnly {
+		run = q.db.View
+	}
 	err := guard(func() error {
-		return q.db.Update(func(tx *bolt.Tx) error {
+		return run(func(tx *bolt.Tx) error {
 			for _, name := range [][]byte{bucketPending, bucketDead, bucketBlobs, bucketMeta} {
+				if q.opt.readOnly {
+					if tx.Bucket(name) == nil {
+						return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
+					}
+					continue
+				}
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return fmt.Errorf("create bucket %s: %w", name, err)
 				}
 			}
 			meta := tx.Bucket(bucketMeta)
 			if v := meta.Get(keyFormat); v == nil {
+				if q.opt.readOnly {
+					return nil
+				}
 				if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
 					return err
 				}
-			} else if len(v) != 1 || v[0] != formatVersion {
-				return fmt.Errorf("queue file %s has format %v, this kioskd reads format %d: move it away or use a newer kioskd", q.path, v, formatVersion)
+			} else if err := checkFormat(v); err != nil {
+				return err
 			}
 			blobs := blobsOf(tx)
 			seen := map[uint64]bool{}
@@ -254,6 +286,10 @@ func (q *Queue) load() error {
 					return err
 				}
 				for _, k := range bad {
+					if q.opt.readOnly {
+						q.log.Warn("unreadable queue item: kioskd run removes it", "bucket", string(bn), "key", fmt.Sprintf("%x", k))
+						continue
+					}
 					q.log.Error("removing an unreadable queue item", "bucket", string(bn), "key", fmt.Sprintf("%x", k))
 					q.m.errors.WithLabelValues("open").Inc()
 					if err := b.Delete(k); err != nil {
@@ -263,6 +299,9 @@ func (q *Queue) load() error {
 						return err
 					}
 				}
+			}
+			if q.opt.readOnly {
+				return nil
 			}
 			// Images whose header is gone cannot be delivered.
 			var orphans [][]byte
@@ -300,7 +339,7 @@ func (q *Queue) checkKey(meta *bolt.Bucket, items int) error {
 	switch {
 	case kc != nil && q.seal == nil:
 		if items > 0 {
-			return fmt.Errorf("queue file %s is encrypted and holds %d items: set queue.encrypt and its key, or move the file away", q.path, items)
+			return fmt.Errorf("%w: queue file %s is encrypted and holds %d items: set queue.encrypt and its key, or move the file aside", ErrKeyMismatch, q.path, items)
 		}
 		return meta.Delete(keyKeyCheck)
 	case kc != nil:
@@ -687,22 +726,16 @@ func (q *Queue) RetryLater(seq uint64, reason string) error {
 	return nil
 }
 
-// backoff is the delay before an item's next attempt.
+// backoff is the delay before an item's next attempt: equal jitter, so
+// between half and all of the capped exponential step.
 func (q *Queue) backoff(attempts int) time.Duration {
-	return backoff(q.cfg.BackoffMin, q.cfg.BackoffMax, attempts, q.opt.rand)
+	return q.retryPolicy().Delay(attempts, q.opt.rand.Float64)
 }
 
-// backoff is equal-jitter exponential backoff: the delay doubles from lo
-// with every attempt up to hi, and a random part of up to half of it is
-// taken off so that many kiosks coming back online do not retry in step.
-func backoff(lo, hi time.Duration, attempts int, r *rand.Rand) time.Duration {
-	d := lo
-	for i := 1; i < attempts && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return d - half + time.Duration(r.Int64N(int64(half)+1))
+// retryPolicy is queue.backoff_min..backoff_max with equal jitter; the
+// drainer waits by it too after a delivery failure.
+func (q *Queue) retryPolicy() backoff.Policy {
+	return backoff.Policy{Min: q.cfg.BackoffMin, Max: q.cfg.BackoffMax, Jitter: 0.5}
 }
 
 // DeadLetter moves an item to the dead letters with reason as its last
@@ -1061,16 +1094,24 @@ func (q *Queue) head() (due time.Time, ok bool, expiry time.Time, err error) {
 	return due, ok, q.nextExpiry, err
 }
 
-// refresh brings the age gauge up to date.
-func (q *Queue) refresh() {
+// Maintain brings the gauges up to date and rewrites the file when
+// deleted images have stayed in its free pages for the wipe interval. The
+// drainer calls it on its heartbeat.
+func (q *Queue) Maintain() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed {
+		if !q.deletedAt.IsZero() {
+			q.maybeCompactLocked()
+		}
 		q.publishLocked()
 	}
 }
 
 func (q *Queue) afterDeleteLocked() {
+	if q.deletedAt.IsZero() {
+		q.deletedAt = q.opt.now()
+	}
 	q.maybeCompactLocked()
 	q.publishLocked()
 	q.releaseMappedLocked()
@@ -1095,8 +1136,19 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	q.down.Store(true)
 	if err := q.db.Close(); err != nil {
 		return fmt.Errorf("close queue: %w", err)
+	}
+	return nil
+}
+
+// Err is nil while the queue is usable, and ErrClosed once it was closed
+// or had to give up on a damaged file. It never waits for the queue's
+// lock, so that /readyz answers while a compaction or an fsync runs.
+func (q *Queue) Err() error {
+	if q.down.Load() {
+		return ErrClosed
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -290,7 +291,10 @@ func TestReopenKeepsItemsAndSequence(t *testing.T) {
 	}
 }
 
-func TestOpenTightensFileMode(t *testing.T) {
+// TestOpenLeavesModeAlone: kioskd changes the mode of no file it did not
+// create (with queue.path pointing at the wrong file, a chmod would be the
+// damage); it says so instead.
+func TestOpenLeavesModeAlone(t *testing.T) {
 	cfg := testConfig(t)
 	q, err := queue.Open(cfg, quiet(), prometheus.NewRegistry())
 	if err != nil {
@@ -300,9 +304,17 @@ func TestOpenTightensFileMode(t *testing.T) {
 	if err := os.Chmod(cfg.Path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	open(t, cfg)
-	if fi, _ := os.Stat(cfg.Path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %04o after Open, want 0600", fi.Mode().Perm())
+	var logs logBuffer
+	q, err = queue.Open(cfg, logs.logger(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if fi, _ := os.Stat(cfg.Path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %04o after Open, want the operator's 0644 left alone", fi.Mode().Perm())
+	}
+	if !strings.Contains(logs.String(), "chmod 0600") {
+		t.Errorf("no warning about the mode: %s", logs.String())
 	}
 }
 

@@ -34,14 +34,72 @@ const corruptInfix = ".corrupt-"
 const corruptTime = "20060102T150405Z"
 
 func (q *Queue) boltOptions() *bolt.Options {
-	return &bolt.Options{Timeout: q.opt.lockTimeout, FreelistType: bolt.FreelistMapType}
+	return &bolt.Options{Timeout: q.opt.lockTimeout, FreelistType: bolt.FreelistMapType,
+		ReadOnly: q.opt.readOnly, OpenFile: openNoFollow}
+}
+
+// openNoFollow is os.OpenFile refusing a symbolic link as the last element
+// of the path (ELOOP), so that bbolt never opens a file a link points to.
+func openNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag|syscall.O_NOFOLLOW, perm)
+}
+
+// checkPath refuses a queue file or directory that is a symbolic link or
+// not a regular file or directory, and creates a missing directory (0700)
+// unless the open must not create anything. It reports whether the file
+// exists. A file with group or other permissions is only warned about:
+// kioskd changes the mode of no file it did not create.
+func (q *Queue) checkPath() (exists bool, err error) {
+	dir := filepath.Dir(q.path)
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && q.opt.existing:
+		return false, nil
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("open queue: %w", err)
+		}
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("open queue: %w", err)
+	case fi.Mode()&os.ModeSymlink != 0:
+		return false, fmt.Errorf("open queue: %w: directory %s is a symbolic link: name the real directory in queue.path", ErrUnsafePath, dir)
+	case !fi.IsDir():
+		return false, fmt.Errorf("open queue: %w: %s is not a directory", ErrUnsafePath, dir)
+	}
+	fi, err = os.Lstat(q.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("open queue: %w", err)
+	case fi.Mode()&os.ModeSymlink != 0:
+		return false, fmt.Errorf("open queue: %w: %s is a symbolic link: kioskd does not follow links to its queue; name the file itself in queue.path", ErrUnsafePath, q.path)
+	case !fi.Mode().IsRegular():
+		return false, fmt.Errorf("open queue: %w: %s is not a regular file", ErrUnsafePath, q.path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		q.log.Warn("queue file is accessible to other users; kioskd leaves the mode of a file it did not create alone: chmod 0600 it",
+			"path", q.path, "mode", fmt.Sprintf("%04o", perm))
+	}
+	return true, nil
 }
 
 // openFile opens the bbolt file, moving it aside when it is damaged. The
 // file is checked under an exclusive lock, so a file another process is
 // writing is never mistaken for a damaged one.
 func (q *Queue) openFile() (*bolt.DB, error) {
-	created, err := q.precheck()
+	exists, err := q.checkPath()
+	if err != nil {
+		return nil, err
+	}
+	if !exists && q.opt.existing {
+		return nil, fmt.Errorf("open queue: %w at %s: nothing has been queued yet", ErrNoFile, q.path)
+	}
+	if q.opt.readOnly {
+		return q.openReadOnly()
+	}
+	created, err := q.precheck(!exists)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +116,7 @@ func (q *Queue) openFile() (*bolt.DB, error) {
 		q.log.Error("queue file cannot be opened", "path", q.path, "err", err)
 		// bbolt released its lock on the way out (unless it panicked, in
 		// which case the lock looks held and the error is returned).
-		if err := q.withLock(func(f *os.File) error { return q.moveAside(err) }); err != nil {
+		if err := q.withLock(false, func(f *os.File) error { return q.damaged(err) }); err != nil {
 			return nil, err
 		}
 		return q.openFresh()
@@ -71,7 +129,7 @@ func (q *Queue) openFile() (*bolt.DB, error) {
 	}
 	if verr := verify(db); verr != nil {
 		// Still holding bbolt's lock: move the file, then let go of it.
-		merr := q.moveAside(verr)
+		merr := q.damaged(verr)
 		_ = db.Close()
 		if merr != nil {
 			return nil, merr
@@ -79,6 +137,56 @@ func (q *Queue) openFile() (*bolt.DB, error) {
 		return q.openFresh()
 	}
 	return db, nil
+}
+
+// openReadOnly opens an existing file without writing to it: under a
+// shared lock, read-only, damage reported rather than repaired.
+func (q *Queue) openReadOnly() (*bolt.DB, error) {
+	err := q.withLockMode(syscall.LOCK_SH, os.O_RDONLY, false, func(f *os.File) error {
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("open queue: %w", err)
+		}
+		if fi.Size() == 0 {
+			return fmt.Errorf("open queue: %w at %s: the file is empty", ErrNoFile, q.path)
+		}
+		if cerr := checkLayout(f, fi.Size()); cerr != nil {
+			return q.damaged(cerr)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+		return err
+	})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("open queue: %w", &LockedError{Path: q.path})
+	case err != nil:
+		return nil, q.damaged(err)
+	}
+	if verr := verify(db); verr != nil {
+		_ = db.Close()
+		return nil, q.damaged(verr)
+	}
+	return db, nil
+}
+
+// damaged moves a damaged file aside, or, when this open must not change
+// or create files (an operator command), reports the damage.
+func (q *Queue) damaged(cause error) error {
+	if q.opt.existing {
+		if !errors.Is(cause, ErrCorrupt) {
+			cause = fmt.Errorf("%w: %v", ErrCorrupt, cause)
+		}
+		return fmt.Errorf("open queue: %s: %w (kioskd run moves it aside at its next start)", q.path, cause)
+	}
+	return q.moveAside(cause)
 }
 
 func (q *Queue) openFresh() (*bolt.DB, error) {
@@ -103,28 +211,22 @@ func (q *Queue) openFresh() (*bolt.DB, error) {
 
 // precheck validates the file's meta pages, its length and its freelist
 // before bbolt maps it: those are what bbolt trusts blindly at Open. It
-// reports whether the file is new.
-func (q *Queue) precheck() (created bool, err error) {
-	err = q.withLock(func(f *os.File) error {
+// creates the file (0600) when create is set, and reports whether it did.
+func (q *Queue) precheck(create bool) (created bool, err error) {
+	err = q.withLock(create, func(f *os.File) error {
 		fi, err := f.Stat()
 		if err != nil {
 			return fmt.Errorf("open queue: %w", err)
 		}
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("open queue: %s is not a regular file", q.path)
-		}
-		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-			q.log.Warn("queue file was readable by others: setting mode 0600", "path", q.path, "mode", fmt.Sprintf("%04o", perm))
-			if err := f.Chmod(0o600); err != nil {
-				return fmt.Errorf("open queue: %w", err)
-			}
+			return fmt.Errorf("open queue: %w: %s is not a regular file", ErrUnsafePath, q.path)
 		}
 		if fi.Size() == 0 {
 			created = true
 			return nil
 		}
 		if cerr := checkLayout(f, fi.Size()); cerr != nil {
-			return q.moveAside(cerr)
+			return q.damaged(cerr)
 		}
 		return nil
 	})
@@ -132,16 +234,27 @@ func (q *Queue) precheck() (created bool, err error) {
 }
 
 // withLock runs fn with the file open and exclusively flock'ed, as bbolt
-// locks it, waiting up to the lock timeout.
-func (q *Queue) withLock(fn func(f *os.File) error) error {
-	f, err := os.OpenFile(q.path, os.O_RDWR|os.O_CREATE, 0o600)
+// locks it, waiting up to the lock timeout. With create it makes the file
+// (0600, failing if it appeared meanwhile).
+func (q *Queue) withLock(create bool, fn func(f *os.File) error) error {
+	return q.withLockMode(syscall.LOCK_EX, os.O_RDWR, create, fn)
+}
+
+func (q *Queue) withLockMode(how, flag int, create bool, fn func(f *os.File) error) error {
+	if create {
+		flag |= os.O_CREATE | os.O_EXCL
+	}
+	f, err := openNoFollow(q.path, flag, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("open queue: %w: %s is a symbolic link", ErrUnsafePath, q.path)
+	}
 	if err != nil {
 		return fmt.Errorf("open queue: %w", err)
 	}
 	defer f.Close()
 	deadline := time.Now().Add(q.opt.lockTimeout)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			break
 		}
@@ -188,6 +301,10 @@ func (q *Queue) recoverLocked(cause error) {
 		q.log.Error("queue operation failed unexpectedly", "err", cause, "stack", string(debug.Stack()))
 		return
 	}
+	if q.opt.existing || q.opt.readOnly {
+		q.log.Error("queue file is damaged; kioskd run moves it aside at its next start", "err", cause)
+		return
+	}
 	if err := q.moveAside(cause); err != nil {
 		q.log.Error("damaged queue file could not be moved aside", "err", err)
 		return
@@ -202,6 +319,7 @@ func (q *Queue) recoverLocked(cause error) {
 		// Leave the queue closed rather than writing to a broken file; the
 		// agent keeps making live decisions.
 		q.closed = true
+		q.down.Store(true)
 		q.log.Error("queue unavailable after moving a damaged file aside", "err", err)
 		return
 	}

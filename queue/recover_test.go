@@ -299,6 +299,7 @@ func freelistPage(t *testing.T, path string, ps int) int64 {
 func testConfigAt(path string) config.Queue {
 	cfg := config.Default().Queue
 	cfg.Path = path
+	cfg.Encrypt = false
 	cfg.MaxBytes = 64 << 20
 	return cfg
 }

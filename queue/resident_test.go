@@ -43,6 +43,7 @@ func mappedKB(t *testing.T, path string) int {
 func TestDrainedQueueLeavesNoMappedPagesResident(t *testing.T) {
 	cfg := config.Default().Queue
 	cfg.Path = filepath.Join(t.TempDir(), "queue.db")
+	cfg.Encrypt = false
 	cfg.MaxBytes = 1 << 30
 	q, _ := open(t, cfg)
 	path, err := filepath.EvalSymlinks(cfg.Path)

@@ -37,15 +37,6 @@ const (
 	pathUserInfo       = "omni/incode-id/userinfo"
 )
 
-// Fallbacks for a configuration section that was built by hand rather than
-// loaded (config.Default applies the same values).
-const (
-	defaultRequestTimeout = 30 * time.Second
-	defaultRetryWaitMin   = 200 * time.Millisecond
-	defaultRetryWaitMax   = 5 * time.Second
-	defaultRetryAfterMax  = 10 * time.Second
-)
-
 // Client calls the Incode ID API. It is safe for concurrent use.
 type Client struct {
 	base          *url.URL
@@ -135,6 +126,10 @@ func New(cfg config.Incode, userAgent string, log *slog.Logger, reg prometheus.R
 	if cfg.MaxRetries < 0 {
 		return nil, fmt.Errorf("uploader: max_retries %d is negative", cfg.MaxRetries)
 	}
+	// Defaults live in config alone.
+	if cfg.RetryWaitMin <= 0 || cfg.RetryWaitMax <= 0 || cfg.RetryAfterMax <= 0 || cfg.RequestTimeout <= 0 {
+		return nil, errors.New("uploader: configuration without defaults (use config.Default or config.Load)")
+	}
 	o := options{now: time.Now, jitter: rand.Float64, maxBody: maxResponseBytes}
 	for _, opt := range opts {
 		opt(&o)
@@ -160,10 +155,10 @@ func New(cfg config.Incode, userAgent string, log *slog.Logger, reg prometheus.R
 		deviceToken:   cfg.HardwareID,
 		userAgent:     userAgent,
 		maxRetries:    cfg.MaxRetries,
-		waitMin:       orDefault(cfg.RetryWaitMin, defaultRetryWaitMin),
-		waitMax:       orDefault(cfg.RetryWaitMax, defaultRetryWaitMax),
-		retryAfterMax: orDefault(cfg.RetryAfterMax, defaultRetryAfterMax),
-		timeout:       orDefault(cfg.RequestTimeout, defaultRequestTimeout),
+		waitMin:       cfg.RetryWaitMin,
+		waitMax:       cfg.RetryWaitMax,
+		retryAfterMax: cfg.RetryAfterMax,
+		timeout:       cfg.RequestTimeout,
 		maxBody:       o.maxBody,
 		log:           log,
 		hc:            hc,
@@ -190,13 +185,6 @@ func New(cfg config.Incode, userAgent string, log *slog.Logger, reg prometheus.R
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	return c, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 func checkSecret(what, v string) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/credentials"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/internal/httpserve"
 )
 
 // loadConfig parses --config from args and loads it. It prints problems and
@@ -54,6 +55,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", cfg.Path, err)
 		return 2
 	}
+	if f := cfg.Metrics.WebConfigFile; f != "" {
+		if err := httpserve.CheckWebConfig(f); err != nil {
+			fmt.Fprintf(stderr, "%s: metrics.web_config_file: %v\n", cfg.Path, err)
+			return 2
+		}
+	}
 	// The credentials file is checked row by row, every bad row reported.
 	if cfg.Credentials.File != "" {
 		if _, err := credentials.NewResolver(cfg.Credentials, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
@@ -69,5 +76,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", cfg.Path)
+	// Where the face images are kept, and with which key: an operator
+	// backing up or wiping a box needs both.
+	if cfg.Queue.Encrypt {
+		fmt.Fprintf(stdout, "queue: %s, encrypted (AES-256-GCM) with the %s\n", cfg.Queue.Path, cfg.Queue.KeySource)
+	} else {
+		fmt.Fprintf(stdout, "queue: %s, NOT encrypted (queue.encrypt: false)\n", cfg.Queue.Path)
+	}
 	return 0
 }

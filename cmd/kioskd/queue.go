@@ -72,6 +72,11 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if sub == "drain" {
 		// Delivering needs everything the service needs.
 		cfg, fs, code = loadConfig("queue drain", rest, stderr, extra)
+		if cfg != nil && cfg.Queue.Encrypt && cfg.Queue.Key == "" {
+			// The service has not made its key yet, so it sealed nothing;
+			// should the file say otherwise, Open refuses with the reason.
+			cfg.Queue.Encrypt = false
+		}
 	} else {
 		cfg, fs, code = loadQueueConfig("queue "+sub, rest, stderr, extra)
 	}
@@ -84,8 +89,14 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log, _ := newLogger(cfg.Log, stderr)
 
-	var opts []queue.Option
-	if sub != "drain" && cfg.Queue.Encrypt {
+	// These commands are often run as root: they never create a file or
+	// directory (the service makes them, as its own user), never move a
+	// damaged file aside, and stats and list only read.
+	opts := []queue.Option{queue.WithExisting()}
+	switch {
+	case sub == "stats" || sub == "list":
+		opts = []queue.Option{queue.WithReadOnly()}
+	case sub != "drain":
 		// Nothing but drain reads an image: the key, often a credential
 		// only the service can read, is not needed.
 		opts = append(opts, queue.WithMetadataOnly())
@@ -93,6 +104,9 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// A throwaway registry: these figures are printed, not scraped.
 	reg := prometheus.NewRegistry()
 	q, err := queue.Open(cfg.Queue, log, reg, opts...)
+	if errors.Is(err, queue.ErrNoFile) {
+		return queueNoFile(sub, cfg, fl, stdout, stderr)
+	}
 	if err != nil {
 		if errors.Is(err, queue.ErrLocked) {
 			fmt.Fprintf(stderr, "kioskd queue: %v: a running kioskd holds it; stop the service first (systemctl stop kioskd), or read the kioskd_queue_* metrics\n", err)
@@ -109,9 +123,19 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	switch sub {
 	case "stats":
-		return queueStats(q, cfg, fl, stdout, stderr)
+		st, err := q.Stats()
+		if err != nil {
+			fmt.Fprintf(stderr, "kioskd queue stats: %v\n", err)
+			return 1
+		}
+		return queueStats(st, q.Path(), cfg, fl, stdout, stderr)
 	case "list":
-		return queueList(q, fl, stdout, stderr)
+		items, err := q.List(fl.dead)
+		if err != nil {
+			fmt.Fprintf(stderr, "kioskd queue list: %v\n", err)
+			return 1
+		}
+		return queueList(items, fl, stdout, stderr)
 	case "retry":
 		n, err := q.RetryDead()
 		return printCount(stdout, stderr, fl, err, "moved", n, "dead letters moved back to the queue")
@@ -185,14 +209,29 @@ type statsJSON struct {
 	Encrypted        bool    `json:"encrypted"`
 }
 
-func queueStats(q *queue.Queue, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
-	st, err := q.Stats()
-	if err != nil {
-		fmt.Fprintf(stderr, "kioskd queue stats: %v\n", err)
-		return 1
+// queueNoFile answers a command on a queue file that does not exist yet:
+// nothing was ever queued, so there is nothing to show, move or delete.
+func queueNoFile(sub string, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
+	switch sub {
+	case "stats":
+		return queueStats(queue.Stats{}, cfg.Queue.Path, cfg, fl, stdout, stderr)
+	case "list":
+		return queueList(nil, fl, stdout, stderr)
+	case "retry":
+		return printCount(stdout, stderr, fl, nil, "moved", 0, "dead letters moved back to the queue")
+	case "purge":
+		return printCount(stdout, stderr, fl, nil, "deleted", 0, "deleted (no queue file)")
 	}
+	if fl.json {
+		return printJSON(stdout, stderr, drainJSON{})
+	}
+	fmt.Fprintf(stdout, "no queue file at %s: nothing to deliver\n", cfg.Queue.Path)
+	return 0
+}
+
+func queueStats(st queue.Stats, path string, cfg *config.Config, fl queueFlags, stdout, stderr io.Writer) int {
 	out := statsJSON{
-		Path: q.Path(), Depth: st.Depth, Bytes: st.Bytes, OldestAgeSeconds: st.OldestAge.Seconds(),
+		Path: path, Depth: st.Depth, Bytes: st.Bytes, OldestAgeSeconds: st.OldestAge.Seconds(),
 		DeadLetters: st.DeadLetters, DeadBytes: st.DeadBytes, FileBytes: st.FileBytes,
 		MaxItems: cfg.Queue.MaxItems, MaxBytes: int64(cfg.Queue.MaxBytes), TTLSeconds: cfg.Queue.TTL.Seconds(),
 		Encrypted: cfg.Queue.Encrypt,
@@ -225,12 +264,7 @@ type itemJSON struct {
 	LastError   string     `json:"last_error,omitempty"`
 }
 
-func queueList(q *queue.Queue, fl queueFlags, stdout, stderr io.Writer) int {
-	items, err := q.List(fl.dead)
-	if err != nil {
-		fmt.Fprintf(stderr, "kioskd queue list: %v\n", err)
-		return 1
-	}
+func queueList(items []queue.Item, fl queueFlags, stdout, stderr io.Writer) int {
 	out := make([]itemJSON, 0, len(items))
 	for _, it := range items {
 		j := itemJSON{Seq: it.Seq, ID: it.ID, Source: it.Source, CapturedAt: it.CapturedAt.UTC(), EnqueuedAt: it.EnqueuedAt.UTC(),
@@ -347,4 +381,24 @@ func clipLine(s string, n int) string {
 		return string(r[:n-3]) + "..."
 	}
 	return string(r)
+}
+
+// openServiceQueue opens the service's queue, making the per-device key at
+// first start. fatal marks the errors that must stop kioskd: a wrong key,
+// a file from a newer kioskd, a link in place of the file. Running on would
+// quietly stop keeping the captures an operator expects kept. Any other
+// failure (a full or read-only disk) costs only the queue: live decisions
+// go on without it.
+func openServiceQueue(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (q *queue.Queue, fatal bool, err error) {
+	if qc := &cfg.Queue; qc.Encrypt && qc.Key == "" && qc.GeneratedKey != "" {
+		key, err := queue.CreateKey(qc.GeneratedKey)
+		if err != nil {
+			return nil, false, err
+		}
+		qc.UseGeneratedKey(key)
+		log.Info("queue encryption key", "source", qc.KeySource)
+	}
+	q, err = queue.Open(cfg.Queue, log, reg)
+	fatal = errors.Is(err, queue.ErrKeyMismatch) || errors.Is(err, queue.ErrFormat) || errors.Is(err, queue.ErrUnsafePath)
+	return q, fatal, err
 }

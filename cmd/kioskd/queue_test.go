@@ -42,6 +42,7 @@ func newQueueCLI(t *testing.T, baseURL, extra string) queueCLI {
 	c := queueCLI{dir: dir, cfgPath: filepath.Join(dir, "kioskd.yaml"), qPath: filepath.Join(dir, "state", "queue.db")}
 	doc := fmt.Sprintf(`device:
   source_id: lobby-door-1
+  state_dir: %s
 incode:
   base_url: %s
   max_retries: 0
@@ -51,7 +52,7 @@ queue:
   path: %s
 %slog:
   format: json
-`, baseURL, c.qPath, extra)
+`, filepath.Dir(c.qPath), baseURL, c.qPath, extra)
 	if err := os.WriteFile(c.cfgPath, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +71,7 @@ func (c queueCLI) cfg(t *testing.T, encrypt bool) config.Queue {
 	t.Helper()
 	q := config.Default().Queue
 	q.Path = c.qPath
+	q.Encrypt = false
 	if encrypt {
 		q.Encrypt, q.Key = true, strings.Repeat("ab", 32)
 	}
@@ -311,4 +313,25 @@ func decisionLines(t *testing.T, logs string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// TestQueueCommandsCreateNothing: before the service ever ran there is no
+// queue file; every command says so and creates neither the file nor its
+// directory (as root, either would be unusable by the service user).
+func TestQueueCommandsCreateNothing(t *testing.T) {
+	t.Setenv("KIOSKD_API_KEY", qAPIKey)
+	t.Setenv("KIOSKD_HARDWARE_ID", qToken)
+	c := newQueueCLI(t, "", "")
+	for _, args := range [][]string{{"stats", "--json"}, {"list"}, {"retry"}, {"purge"}, {"purge", "--dead"}, {"drain"}} {
+		code, out, errOut := c.run(t, args...)
+		if code != 0 {
+			t.Errorf("%v: exit %d: %s%s", args, code, out, errOut)
+		}
+		if args[0] == "stats" && !strings.Contains(out, `"depth": 0`) {
+			t.Errorf("stats of no file: %s", out)
+		}
+	}
+	if _, err := os.Lstat(filepath.Dir(c.qPath)); !os.IsNotExist(err) {
+		t.Fatalf("a queue command created %s: %v", filepath.Dir(c.qPath), err)
+	}
 }

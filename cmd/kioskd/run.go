@@ -27,6 +27,8 @@ import (
 	"github.com/kioskd/kioskd/credentials"
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/internal/httpserve"
+	"github.com/kioskd/kioskd/internal/sdnotify"
 	"github.com/kioskd/kioskd/panel"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
@@ -91,7 +93,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	notifier := agent.NewNotifier(log)
+	notifier := sdnotify.New(log)
 	reg := newRegistry()
 	log.Info("starting",
 		"version", version, "opencv", gocv.OpenCVVersion(), "config", cfg.Path,
@@ -114,6 +116,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		log.Error("incode client", "err", err)
 		return 1
+	}
+
+	var metricsSrv *httpserve.Server
+	if cfg.Metrics.Listen != "" {
+		metricsSrv, err = httpserve.New(httpserve.Options{Name: "metrics", MaxConns: cfg.Metrics.MaxConnections,
+			WebConfigFile: cfg.Metrics.WebConfigFile}, log, reg)
+		if err != nil {
+			log.Error("metrics", "err", err)
+			return 1
+		}
 	}
 
 	var disp *display.Server
@@ -180,8 +192,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			deps.PreviewFPS = cfg.Display.PreviewFPS
 		}
 	}
-	// A queue that cannot be opened must not stop live decisions.
-	q, qerr := queue.Open(cfg.Queue, log, reg)
+	q, fatal, qerr := openServiceQueue(cfg, log, reg)
+	if fatal {
+		log.Error("queue refused: fix it and start again", "path", cfg.Queue.Path, "err", qerr)
+		return 1
+	}
 	// The queue's own metrics exist only once it is open: this one says
 	// whether it is, so that an alert can fire on a queue that never opened.
 	queueUp := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -201,7 +216,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}()
 		deps.Queue = q
-		queueOK = func() error { _, err := q.Stats(); return err }
+		queueOK = q.Err
 	}
 	ag, err = agent.New(cfg, deps)
 	if err != nil {
@@ -260,8 +275,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	})
 	if cfg.Metrics.Listen != "" {
-		h := agent.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
-		g.Go(func() error { return agent.Serve(gctx, log, "metrics", cfg.Metrics.Listen, h) })
+		h := httpserve.HostGuard(cfg.Metrics.Listen, cfg.Metrics.AllowedHosts, ag.OpsHandler(reg, queueOK))
+		g.Go(func() error {
+			ln, err := httpserve.Listen(gctx, "metrics", cfg.Metrics.Listen)
+			if err != nil {
+				return err
+			}
+			return metricsSrv.Serve(gctx, ln, h)
+		})
 	}
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })
