@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +29,8 @@ import (
 //  3. the panel lights it red, the screen shows the refusal;
 //  4. the identity is REVOKED in the emulator: nothing is sent.
 //
-// The strike is never pulsed: the panel drives it.
+// Between 3 and 4 the credentials file changes and kioskd gets SIGHUP. The
+// strike is never pulsed: the panel drives it.
 func TestPanelOSDP(t *testing.T) {
 	ob := observe(t, "panel", "OSDP panel link not polling, then granting, refusing, revoked identity",
 		"the panel is silent at the first PASS; later it answers green, then red; then the identity is revoked",
@@ -139,19 +141,35 @@ credentials:
 	waitText("fail", "Access denied — please see reception")
 	ob.happened("LED red: screen 'Access denied — please see reception'")
 
-	// 4. Revoked: nothing goes to the panel.
+	// 4. The credentials file changes and kioskd gets SIGHUP: the next card
+	// is the new one.
+	if err := os.WriteFile(csv, []byte("identity,facility,card\n"+vid+",7,300\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.signal(t, syscall.SIGHUP)
+	line := k.waitLine(t, regexp.MustCompile(`"msg":"reloaded"`), 10*time.Second)
+	if !strings.Contains(line, `"credentials"`) {
+		t.Fatalf("reload did not apply the credentials: %s", line)
+	}
+	d = waitPasses(4)
+	if c := seenCards(); len(c) != 3 || c[2].Card != 300 || d["credential"] != "h10301/7/*00" {
+		t.Fatalf("after the reload the panel got %+v (decision %v)", c, d)
+	}
+	ob.happened("credentials file changed + SIGHUP: the next card sent is the new one (7/300)")
+
+	// 5. Revoked: nothing goes to the panel.
 	resp, err := http.Post(s.URL+"/_sim/revoke?verificationId="+vid, "text/plain", nil)
 	if err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("revoke: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	d = waitPasses(4)
+	d = waitPasses(5)
 	if d["panel_answer"] != "not_sent" || d["panel_not_sent"] != "revoked" {
-		t.Fatalf("fourth PASS: %v", d)
+		t.Fatalf("fifth PASS: %v", d)
 	}
 	waitText("fail", "Please see reception")
-	if c := seenCards(); len(c) != 2 {
-		t.Fatalf("the panel got %d cards, want 2: a revoked identity's card was sent", len(c))
+	if c := seenCards(); len(c) != 3 {
+		t.Fatalf("the panel got %d cards, want 3: a revoked identity's card was sent", len(c))
 	}
 	ob.happened("REVOKED identity: panel_not_sent revoked, no card at the panel, screen 'Please see reception'")
 

@@ -30,7 +30,7 @@ func reload(log *slog.Logger, lvl *slog.LevelVar, old *config.Config, ag *agent.
 	applied := []string{}
 	// The credentials file is read again even when its name did not change:
 	// a SIGHUP is how an integrator says its rows changed.
-	if creds != nil {
+	if creds != nil && (fresh.Credentials.File != "" || !reflect.DeepEqual(fresh.Credentials, old.Credentials)) {
 		if err := creds.Reload(fresh.Credentials); err != nil {
 			log.Error("reload: credentials not applied; the previous ones stay in force", "err", err)
 			fresh.Credentials = old.Credentials
