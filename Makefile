@@ -13,7 +13,7 @@ OUT ?= out
 # Screenshots of the kiosk page and other artefacts of the end-to-end tests.
 KIOSKD_TEST_OUT ?= $(abspath $(OUT))/test
 
-.PHONY: all deps deps-test build demo test unit race lint fuzz check-systemd check-alerts bench soak reliability clean
+.PHONY: all deps deps-test build demo test unit race lint fuzz check-systemd check-alerts bench soak reliability screens clean
 
 all: build
 
@@ -59,6 +59,10 @@ check-systemd:
 
 check-alerts:
 	@scripts/check-alerts.sh
+
+# docs/screens.md and its pictures, from the browser test of every screen.
+screens: deps-test
+	KIOSKD_TEST_OUT=$(KIOSKD_TEST_OUT) KIOSKD_SCREENS_DOCS=$(abspath docs) go test -tags matprofile -count=1 -run 'TestScreens$$' ./display/
 
 # Benchmarks: prints the tables the issues ask for and writes bench/results.json.
 bench: build

@@ -116,6 +116,9 @@ type Bank struct {
 	mu      sync.Mutex
 	outputs []*output // unlock outputs first, so they relock first
 	closed  bool
+	// unlockedAt is when the strike last went from locked to unlocked
+	// (zero while locked), relockedAt when it last went back.
+	unlockedAt, relockedAt time.Time
 }
 
 // New opens every output, drives them all off (the door locked) and
@@ -160,6 +163,9 @@ func New(cfg config.Actuator, log *slog.Logger, reg prometheus.Registerer, opts 
 			other = append(other, out)
 		}
 	}
+	for _, in := range cfg.Inputs {
+		used[in.Name] = true // NewInputs takes these pins
+	}
 	for name := range o.pins {
 		if !used[name] {
 			b.closeOutputs(append(unlock, other...))
@@ -185,7 +191,22 @@ func New(cfg config.Actuator, log *slog.Logger, reg prometheus.Registerer, opts 
 		return nil, errors.Join(errs...)
 	}
 
-	for _, c := range []prometheus.Collector{b.unlocks, b.errs, b.unlocked} {
+	var longest time.Duration
+	for _, out := range b.outputs {
+		if out.cfg.Role == "unlock" {
+			longest = max(longest, out.cfg.Pulse)
+		}
+	}
+	unlockedFor := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kioskd_actuator_door_unlocked_seconds",
+		Help: "How long the strike has been unlocked without a break; 0 while locked.",
+	}, b.unlockedFor)
+	pulse := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kioskd_actuator_unlock_pulse_seconds",
+		Help: "The longest configured unlock pulse (alerts compare the time unlocked with it).",
+	})
+	pulse.Set(longest.Seconds())
+	for _, c := range []prometheus.Collector{b.unlocks, b.errs, b.unlocked, unlockedFor, pulse} {
 		if err := reg.Register(c); err != nil {
 			b.closeOutputs(b.outputs)
 			return nil, fmt.Errorf("actuator: register metrics: %w", err)
@@ -198,7 +219,7 @@ func New(cfg config.Actuator, log *slog.Logger, reg prometheus.Registerer, opts 
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for _, out := range b.outputs {
-		if out.cfg.Role == "busy" && out.event != nil {
+		if (out.cfg.Role == "busy" || out.cfg.Role == "light") && out.event != nil {
 			out.busyWant = make(chan bool, 1)
 			b.wg.Add(1)
 			go b.busyWorker(out)
@@ -346,14 +367,21 @@ func (b *Bank) Fail(ctx context.Context, ev Event) error {
 
 // Busy switches the busy (amber) outputs. It never blocks on exec or http
 // outputs: a worker delivers the latest state to them.
-func (b *Bank) Busy(on bool) {
+func (b *Bank) Busy(on bool) { b.switchRole("busy", on) }
+
+// Light switches the light outputs: a lamp that lights the face while
+// someone is in front of the camera and the scene is too dark.
+func (b *Bank) Light(on bool) { b.switchRole("light", on) }
+
+// switchRole sets every output of a level role (busy, light) on or off.
+func (b *Bank) switchRole(role string, on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return
 	}
 	for _, out := range b.outputs {
-		if out.cfg.Role != "busy" {
+		if out.cfg.Role != role {
 			continue
 		}
 		if out.level != nil {
@@ -522,6 +550,22 @@ func (b *Bank) updateGaugeLocked() {
 		}
 	}
 	b.unlocked.Set(v)
+	switch {
+	case v == 1 && b.unlockedAt.IsZero():
+		b.unlockedAt = b.clock.Now()
+	case v == 0 && !b.unlockedAt.IsZero():
+		b.unlockedAt, b.relockedAt = time.Time{}, b.clock.Now()
+	}
+}
+
+// unlockedFor is computed when Prometheus scrapes.
+func (b *Bank) unlockedFor() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.unlockedAt.IsZero() {
+		return 0
+	}
+	return b.clock.Now().Sub(b.unlockedAt).Seconds()
 }
 
 func (b *Bank) driverError(out *output, err error) {

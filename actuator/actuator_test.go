@@ -444,6 +444,27 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// TestLight: the light role is a level output like busy, switched on its own.
+func TestLight(t *testing.T) {
+	r := newRig(t, []config.Output{gpioOut("lamp", "light", 0), gpioOut("amber", "busy", 0)}, gpio.Low)
+	r.bank.Light(true)
+	if r.level("lamp") != gpio.High || r.level("amber") != gpio.Low {
+		t.Fatalf("Light(true): lamp %v, amber %v", r.level("lamp"), r.level("amber"))
+	}
+	r.bank.Busy(true)
+	r.bank.Light(false)
+	if r.level("lamp") != gpio.Low || r.level("amber") != gpio.High {
+		t.Fatalf("Light(false) after Busy(true): lamp %v, amber %v", r.level("lamp"), r.level("amber"))
+	}
+	r.bank.Light(true)
+	if err := r.bank.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r.level("lamp") != gpio.Low {
+		t.Errorf("the lamp stays on after Close")
+	}
+}
+
 func TestLogDriver(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b, err := actuator.New(config.Actuator{Outputs: []config.Output{

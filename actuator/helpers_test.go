@@ -21,6 +21,7 @@ type manualClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*manualTimer
+	added  chan struct{} // one value per AfterFunc, if the test listens
 }
 
 type manualTimer struct {
@@ -46,6 +47,9 @@ func (c *manualClock) AfterFunc(d time.Duration, f func()) actuator.Timer {
 	defer c.mu.Unlock()
 	t := &manualTimer{c: c, at: c.now.Add(d), f: f}
 	c.timers = append(c.timers, t)
+	if c.added != nil {
+		c.added <- struct{}{}
+	}
 	return t
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/events"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -65,12 +66,17 @@ type Door interface {
 	Pass(ctx context.Context, ev actuator.Event) error
 	Fail(ctx context.Context, ev actuator.Event) error
 	Busy(on bool)
+	// Light switches the optional lamp (role: light).
+	Light(on bool)
 }
 
 // Display shows the person at the door what is happening.
 type Display interface {
 	Publish(u display.Update)
-	PublishPreview(jpeg []byte)
+	PublishPreview(f display.Frame)
+	// Watching reports whether a screen shows the self-view: frames are
+	// encoded only then.
+	Watching() bool
 }
 
 // Deps are the parts the agent drives. Queue and Drainer may be nil when the
@@ -86,7 +92,7 @@ type Deps struct {
 	Log      *slog.Logger
 	Reg      prometheus.Registerer
 	Now      func() time.Time
-	// PreviewFPS > 0 publishes a small MJPEG preview with face boxes.
+	// PreviewFPS > 0 publishes the self-view while a screen watches it.
 	PreviewFPS float64
 	// Panel, when set, decides a live PASS (see panel.go); Credentials is
 	// then required.
@@ -94,6 +100,14 @@ type Deps struct {
 	Credentials Credentials
 	// Recorder records every decision; New makes one on Reg when nil.
 	Recorder *decision.Recorder
+	// Events, when set, records lockouts (decisions reach it through
+	// the Recorder's sink).
+	Events Events
+}
+
+// Events keeps access events; Append returns once the event is durable.
+type Events interface {
+	Append(ctx context.Context, ev events.Event) (events.Event, error)
 }
 
 // Agent is one running kioskd.
@@ -161,7 +175,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		recfg:   make(chan config.Capture, 1),
 	}
 	a.deliver = &decision.Delivery{API: d.API, Rec: d.Recorder, Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax,
-		Log: d.Log, Now: d.Now, OnAuth: a.applyAuth}
+		Now: d.Now, OnAuth: a.applyAuth}
 	a.progress.Store(a.now().UnixNano())
 	return a, nil
 }
@@ -245,7 +259,8 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		pv = newPreview(a.d.PreviewFPS)
 	}
 	defer pv.close()
-	busy := false
+	busy, lit := false, false
+	var lockedUntil time.Time // the lockout last recorded as an event
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -253,7 +268,10 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 		select {
 		case out := <-a.decided:
 			busy = false
-			a.settle(out)
+			if until := a.settle(out); !until.IsZero() {
+				lockedUntil = until
+				a.recordLockout(until)
+			}
 		case c := <-a.recfg:
 			a.applyCapture(c)
 		default:
@@ -268,7 +286,9 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 				// The last attempt's failure must still reach the guard.
 				select {
 				case out := <-a.decided:
-					a.settle(out)
+					if until := a.settle(out); !until.IsZero() {
+						a.recordLockout(until)
+					}
 				case <-ctx.Done():
 				}
 			}
@@ -299,9 +319,12 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 			a.log.Warn("frame rejected", "err", err)
 			continue
 		}
-		if jpg := pv.frame(a.now(), frame, ev.Analysis.Faces); jpg != nil {
-			a.d.Display.PublishPreview(jpg)
+		if pv != nil && a.d.Display.Watching() {
+			if f, ok := pv.frame(a.now(), frame, ev.Analysis); ok {
+				a.d.Display.PublishPreview(f)
+			}
 		}
+		lit = a.light(lit, ev)
 		switch ev.Kind {
 		case capture.EventShot:
 			if busy || ev.Shot == nil {
@@ -315,11 +338,19 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 				return nil
 			}
 		case capture.EventGuidance:
-			if !busy && len(ev.Reasons) > 0 {
-				a.publish(display.Update{State: display.StateGuidance, Reason: string(ev.Reasons[0])}, false)
+			if !busy {
+				a.publish(guidanceUpdate(ev, frame), false)
+			}
+		case capture.EventNone:
+			if !busy {
+				a.steer(ev, frame)
 			}
 		case capture.EventLockout:
 			a.publish(display.Update{State: display.StateLockout, Until: ev.Until}, false)
+			if !ev.Until.Equal(lockedUntil) { // a lockout that outlived a restart
+				lockedUntil = ev.Until
+				a.recordLockout(ev.Until)
+			}
 		case capture.EventIdle:
 			if !busy {
 				a.publish(display.Update{State: display.StateReady}, false)
@@ -329,15 +360,18 @@ func (a *Agent) frameLoop(ctx context.Context) error {
 }
 
 // settle ends an attempt on the frame loop: detection resumes, and a
-// counted failure goes to the brute-force guard.
-func (a *Agent) settle(out decision.Outcome) {
+// counted failure goes to the brute-force guard. It returns the end of the
+// lockout that failure started, if it did.
+func (a *Agent) settle(out decision.Outcome) (lockedUntil time.Time) {
 	a.d.Selector.SetBusy(false)
 	if out.CountsTowardCap {
 		if until, locked := a.d.Selector.Failed(a.now()); locked {
 			// Shown once the result has been read.
 			a.publish(display.Update{State: display.StateLockout, Until: until}, false)
+			return until
 		}
 	}
+	return time.Time{}
 }
 
 func (a *Agent) decisionWorker(ctx context.Context) error {
@@ -375,7 +409,8 @@ func (a *Agent) decisionWorker(ctx context.Context) error {
 // record, in that order, whatever the answer. Only a well-formed PASS that
 // arrives before the live deadline opens the door.
 func (a *Agent) decide(ctx context.Context, shot *capture.Shot) decision.Outcome {
-	a.publish(display.Update{State: display.StateChecking}, true)
+	start := a.now()
+	a.publish(display.Update{State: display.StateChecking, Since: start, Until: start.Add(a.cfg.Incode.LiveTimeout)}, true)
 	a.d.Door.Busy(true)
 	defer a.d.Door.Busy(false)
 
@@ -579,7 +614,8 @@ func (a *Agent) publish(u display.Update, force bool) {
 	if force {
 		a.pending = nil
 		switch u.State {
-		case display.StatePass, display.StateFail, display.StateOffline, display.StateRecorded, display.StateServiceUnavailable:
+		case display.StatePass, display.StateFail, display.StateSeeReception, display.StateOffline,
+			display.StateRecorded, display.StateServiceUnavailable:
 			a.holdUntil.Store(now.Add(resultHold).UnixNano())
 		default:
 			a.holdUntil.Store(0)

@@ -56,7 +56,8 @@ func (d *countingDoor) Fail(context.Context, actuator.Event) error {
 	return nil
 }
 
-func (d *countingDoor) Busy(bool) {}
+func (d *countingDoor) Busy(bool)  {}
+func (d *countingDoor) Light(bool) {}
 
 func newDecideAgent(t *testing.T, api Authenticator, door Door) (*Agent, *bytes.Buffer) {
 	t.Helper()

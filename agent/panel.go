@@ -72,7 +72,14 @@ func (a *Agent) panelPass(ctx context.Context, shot *capture.Shot, resp *uploade
 		rec.PanelAnswer, rec.PanelNotSent = "not_sent", reason
 		t.actuator = a.timed(func() { a.panelIndicate(ctx, rec, reason) })
 		rec.Latency = a.latency(shot)
-		a.publish(display.Update{State: display.StateFail, Reason: "see_reception"}, true)
+		screen := ""
+		switch reason {
+		case credentials.ReasonRevoked:
+			screen = display.ReasonRevoked
+		case credentials.ReasonNoCredential:
+			screen = display.ReasonNoCredential
+		}
+		a.publish(display.Update{State: display.StateSeeReception, Reason: screen}, true)
 		a.log.Warn("nothing sent to the panel", "reason", reason, "authentication_id", resp.AuthenticationID)
 		a.rec.Record(ctx, rec, t.with(shot, extra...)...)
 		return
@@ -89,9 +96,9 @@ func (a *Agent) panelPass(ctx context.Context, shot *capture.Shot, resp *uploade
 		a.publish(display.Update{State: display.StatePass, Name: name}, true)
 	case panel.AnswerDenied:
 		a.panelIndicate(ctx, rec, "panel_denied")
-		a.publish(display.Update{State: display.StateFail, Reason: "panel_denied"}, true)
+		a.publish(display.Update{State: display.StateSeeReception, Reason: display.ReasonPanelRefused}, true)
 	default:
-		a.publish(display.Update{State: display.StateFail, Reason: "panel_no_answer"}, true)
+		a.publish(display.Update{State: display.StateSeeReception, Reason: display.ReasonPanelNoAnswer}, true)
 	}
 	if perr != nil {
 		extra = append(extra, "panel_err", perr.Error())

@@ -127,9 +127,9 @@ func TestPanelDecides(t *testing.T) {
 		cardsAtThePanel int
 	}{
 		{"ann", uploader.IdentityActive, display.StatePass, "", panel.AnswerGranted, "", 1},
-		{"bob", uploader.IdentityActive, display.StateFail, "panel_denied", panel.AnswerDenied, "", 2},
-		{"ann", uploader.IdentityRevoked, display.StateFail, "see_reception", "not_sent", credentials.ReasonRevoked, 2},
-		{"eve", uploader.IdentityActive, display.StateFail, "see_reception", "not_sent", credentials.ReasonNoCredential, 2},
+		{"bob", uploader.IdentityActive, display.StateSeeReception, display.ReasonPanelRefused, panel.AnswerDenied, "", 2},
+		{"ann", uploader.IdentityRevoked, display.StateSeeReception, display.ReasonRevoked, "not_sent", credentials.ReasonRevoked, 2},
+		{"eve", uploader.IdentityActive, display.StateSeeReception, display.ReasonNoCredential, "not_sent", credentials.ReasonNoCredential, 2},
 	} {
 		api.set(tc.who, tc.status)
 		logs.Reset()

@@ -45,6 +45,7 @@ type idleDoor struct{}
 func (idleDoor) Pass(context.Context, actuator.Event) error { return nil }
 func (idleDoor) Fail(context.Context, actuator.Event) error { return nil }
 func (idleDoor) Busy(bool)                                  {}
+func (idleDoor) Light(bool)                                 {}
 
 // screen records what the agent publishes.
 type screen struct {
@@ -57,7 +58,8 @@ func (s *screen) Publish(u display.Update) {
 	defer s.mu.Unlock()
 	s.got = append(s.got, u)
 }
-func (s *screen) PublishPreview([]byte) {}
+func (s *screen) PublishPreview(display.Frame) {}
+func (s *screen) Watching() bool               { return false }
 
 func (s *screen) last() display.Update {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -29,12 +30,18 @@ func DefaultFailPattern() []time.Duration {
 // Actuator lists the door and indicator outputs.
 type Actuator struct {
 	Outputs []Output `yaml:"outputs"`
+	// Inputs are the door-position switch and the request-to-exit button
+	// of a door kioskd drives itself.
+	Inputs []Input `yaml:"inputs"`
+	// HeldOpen is how long the door may stand open before it is reported
+	// held open.
+	HeldOpen time.Duration `yaml:"held_open"`
 }
 
 // Output is one driver instance.
 type Output struct {
 	Name   string `yaml:"name"`
-	Role   string `yaml:"role"`   // unlock | pass | fail | busy | buzzer
+	Role   string `yaml:"role"`   // unlock | pass | fail | busy | buzzer | light
 	Driver string `yaml:"driver"` // gpio | exec | http | log
 
 	// gpio
@@ -99,7 +106,7 @@ func (o Output) RetryCount() int {
 	return *o.Retries
 }
 
-func (a *Actuator) defaults() {}
+func (a *Actuator) defaults() { a.HeldOpen = DefaultHeldOpen }
 
 func (a *Actuator) validate(p *Problems) {
 	seen := map[string]bool{}
@@ -113,26 +120,19 @@ func (a *Actuator) validate(p *Problems) {
 		seen[o.Name] = true
 		o.validate(p, at)
 	}
+	a.validateInputs(p)
 }
 
 // validate reports the problems of one output; at names it in messages.
 func (o Output) validate(p *Problems, at string) {
 	switch o.Role {
-	case "unlock", "pass", "fail", "busy", "buzzer":
+	case "unlock", "pass", "fail", "busy", "buzzer", "light":
 	default:
-		p.add("%s.role: %q is not unlock, pass, fail, busy or buzzer", at, o.Role)
+		p.add("%s.role: %q is not unlock, pass, fail, busy, buzzer or light", at, o.Role)
 	}
 	switch o.Driver {
 	case "gpio":
-		if o.Chip == "" {
-			p.add("%s.chip: required for the gpio driver", at)
-		}
-		if (o.Line == nil) == (o.LineName == "") {
-			p.add("%s: give line or line_name for the gpio driver", at)
-		}
-		if o.Line != nil && (*o.Line < 0 || *o.Line > 1023) {
-			p.add("%s.line: %d is outside 0..1023", at, *o.Line)
-		}
+		checkGPIOLine(p, at, o.Chip, o.Line, o.LineName)
 	case "exec":
 		if len(o.Command) == 0 {
 			p.add("%s.command: required for the exec driver", at)
@@ -197,14 +197,23 @@ func checkPattern(p *Problems, name string, pat []time.Duration) {
 
 // Display is the kiosk screen.
 type Display struct {
-	Listen   string `yaml:"listen"`   // empty: no display server
-	Language string `yaml:"language"` // en | es
+	Listen string `yaml:"listen"` // empty: no display server
+	// Language picks a message catalog: a built-in one (en, es, fr, de, pt)
+	// or messages.<language>.yaml in CustomDir.
+	Language string `yaml:"language"`
 	// GreetByName adds the first name to the PASS greeting.
-	GreetByName bool    `yaml:"greet_by_name"`
-	Preview     bool    `yaml:"preview"`
-	PreviewFPS  float64 `yaml:"preview_fps"`
+	GreetByName bool `yaml:"greet_by_name"`
+	// Preview is the full-screen mirrored self-view; PreviewFPS caps it.
+	Preview    bool    `yaml:"preview"`
+	PreviewFPS float64 `yaml:"preview_fps"`
 	// Messages override texts by message key (see display.MessageKeys).
 	Messages map[string]string `yaml:"messages"`
+	// CustomDir holds an integrator's messages.<lang>.yaml, logo.svg or
+	// logo.png and colors.yaml; read at start (messages also on reload).
+	CustomDir string `yaml:"custom_dir"`
+	// BadgeReader says people have a badge to use instead: messages then
+	// say "use your badge". A configured panel implies it.
+	BadgeReader bool `yaml:"badge_reader"`
 	// AllowedHosts are Host header values accepted besides the listen
 	// address and loopback names, e.g. the box's DNS name for a remote screen.
 	AllowedHosts []string `yaml:"allowed_hosts"`
@@ -224,18 +233,23 @@ type Display struct {
 func (d *Display) defaults() {
 	d.Listen = "127.0.0.1:8088"
 	d.Language = "en"
-	d.PreviewFPS = 5
+	d.Preview = true
+	d.PreviewFPS = 10
 	d.Heartbeat = 15 * time.Second
 	d.MaxClients = 16
 	d.MaxConnections = 64
 }
 
+var languageCode = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$`)
+
 func (d *Display) validate(p *Problems) {
-	if d.Language != "en" && d.Language != "es" {
-		p.add("display.language: %q is not en or es", d.Language)
+	// Which catalogs exist is the display's business (check-config asks
+	// it); here only the shape.
+	if !languageCode.MatchString(d.Language) {
+		p.add("display.language: %q is not a language code such as en, fr or pt-BR", d.Language)
 	}
-	if !(d.PreviewFPS > 0 && d.PreviewFPS <= 30) { // also refuses NaN
-		p.add("display.preview_fps: %g is outside (0, 30]", d.PreviewFPS)
+	if !(d.PreviewFPS > 0 && d.PreviewFPS <= 15) { // also refuses NaN
+		p.add("display.preview_fps: %g is outside (0, 15]", d.PreviewFPS)
 	}
 	if d.Heartbeat < time.Second || d.Heartbeat > 5*time.Minute {
 		p.add("display.heartbeat: %s is outside 1s..5m", d.Heartbeat)
@@ -251,4 +265,18 @@ func (d *Display) validate(p *Problems) {
 	checkAllowedHosts(p, "display.allowed_hosts", d.AllowedHosts)
 	checkConnections(p, "display.max_connections", d.MaxConnections)
 	checkListen(p, "display.listen", d.Listen)
+}
+
+// checkGPIOLine reports the problems of a gpio line's address, for outputs
+// and inputs alike.
+func checkGPIOLine(p *Problems, at, chip string, line *int, lineName string) {
+	if chip == "" {
+		p.add("%s.chip: required for the gpio driver", at)
+	}
+	if (line == nil) == (lineName == "") {
+		p.add("%s: give line or line_name for the gpio driver", at)
+	}
+	if line != nil && (*line < 0 || *line > 1023) {
+		p.add("%s.line: %d is outside 0..1023", at, *line)
+	}
 }

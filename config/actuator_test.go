@@ -50,7 +50,8 @@ func TestActuatorAndDisplayProblems(t *testing.T) {
 		{"display:\n  max_clients: 0\n", "display.max_clients"},
 		{"display:\n  allowed_hosts: ['http://x/']\n", "display.allowed_hosts[0]"},
 		{"display:\n  messages: {pass: ' '}\n", "display.messages.pass"},
-		{"display:\n  language: fr\n", "display.language"},
+		{"display:\n  language: French\n", "display.language"},
+		{"display:\n  preview_fps: 20\n", "display.preview_fps"},
 	}
 	for _, c := range cases {
 		_, err := config.Parse([]byte(merge(c.doc)), secretEnv())
@@ -77,7 +78,7 @@ func TestActuatorAndDisplayProblems(t *testing.T) {
 		t.Errorf("display settings not decoded: %+v", cfg.Display)
 	}
 	d := config.Default().Display
-	if d.Heartbeat != 15*time.Second || d.MaxClients != 16 || d.Listen != "127.0.0.1:8088" || d.Preview {
+	if d.Heartbeat != 15*time.Second || d.MaxClients != 16 || d.Listen != "127.0.0.1:8088" || !d.Preview {
 		t.Errorf("display defaults = %+v", d)
 	}
 }

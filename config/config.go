@@ -27,6 +27,7 @@ type Config struct {
 	Capture  Capture  `yaml:"capture"`
 	Queue    Queue    `yaml:"queue"`
 	Actuator Actuator `yaml:"actuator"`
+	Events   Events   `yaml:"events"`
 	Display  Display  `yaml:"display"`
 	Metrics  Metrics  `yaml:"metrics"`
 	Log      Log      `yaml:"log"`
@@ -162,6 +163,7 @@ func (c *Config) Validate() Problems {
 	c.Capture.validate(&p)
 	c.Queue.validate(&p)
 	c.Actuator.validate(&p)
+	c.Events.validate(&p)
 	c.Display.validate(&p)
 	c.Metrics.validate(&p)
 	c.Log.validate(&p)
@@ -241,6 +243,7 @@ func Default() *Config {
 	c.Capture.defaults()
 	c.Queue.defaults()
 	c.Actuator.defaults()
+	c.Events.defaults()
 	c.Display.defaults()
 	c.Metrics.defaults()
 	c.Log.defaults()
@@ -339,6 +342,7 @@ func (c *Config) resolveSecrets(env Env, p *Problems) {
 	c.Incode.HardwareID = c.readSecret("incode.hardware_id_file", c.Incode.HardwareIDFile, "hardware-id", "KIOSKD_HARDWARE_ID", env, true, p)
 	c.resolveStatePaths()
 	c.resolveQueueKey(env, p)
+	c.resolveEventSecrets(p)
 	c.resolveSCBK(env, p)
 }
 

@@ -59,7 +59,8 @@ func TestSampleConfigListsEveryKey(t *testing.T) {
 }
 
 // TestSampleConfigShowsDefaults: each value in the sample is the default,
-// except the door's identity, the API host and the example outputs.
+// except the door's identity, the API host, the example outputs and inputs
+// and the example event sinks.
 func TestSampleConfigShowsDefaults(t *testing.T) {
 	cfg, err := config.Load(samplePath, secretEnv())
 	if err != nil {
@@ -70,6 +71,7 @@ func TestSampleConfigShowsDefaults(t *testing.T) {
 	cfg.Device.SourceID = def.Device.SourceID
 	cfg.Incode.BaseURL = def.Incode.BaseURL
 	cfg.Actuator = def.Actuator
+	cfg.Events.Sinks = def.Events.Sinks
 	cfg.Path, cfg.Warnings = "", nil
 	cfg.Incode.APIKey, cfg.Incode.HardwareID, cfg.Queue.Key = "", "", ""
 	// Resolved from device.state_dir, not read from the file.

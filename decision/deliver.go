@@ -3,7 +3,6 @@ package decision
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/kioskd/kioskd/config"
@@ -26,7 +25,6 @@ type Delivery struct {
 	Timeout time.Duration // one delivery: a single request
 	// RetryAfterMax caps the server's Retry-After (queue.retry_after_max).
 	RetryAfterMax time.Duration
-	Log           *slog.Logger
 	Now           func() time.Time
 	// OnAuth, when set, is told what each answer said about the device's
 	// credentials.

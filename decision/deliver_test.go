@@ -102,6 +102,7 @@ func startDrainRig(t *testing.T, status int, retryAfter func(now time.Time) stri
 	cfg.Device.SourceID = "door-1"
 	cfg.Incode.BaseURL, cfg.Incode.APIKey, cfg.Incode.HardwareID = srv.URL, "key-123456", "device-123456"
 	cfg.Queue.Path = filepath.Join(t.TempDir(), "queue.db")
+	cfg.Queue.Encrypt = false // encryption at rest is the queue's own test
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
 	api, err := uploader.New(cfg.Incode, "kioskd/test", log, r.reg, uploader.WithClock(r.clk.Now))
 	if err != nil {
@@ -116,7 +117,7 @@ func startDrainRig(t *testing.T, status int, retryAfter func(now time.Time) stri
 		t.Fatal(err)
 	}
 	dl := &decision.Delivery{API: api, Rec: decision.NewRecorder(log, r.reg), Device: cfg.Device, Timeout: cfg.Incode.RequestTimeout,
-		RetryAfterMax: cfg.Queue.RetryAfterMax, Log: log, Now: r.clk.Now}
+		RetryAfterMax: cfg.Queue.RetryAfterMax, Now: r.clk.Now}
 	d := queue.NewDrainer(q, dl.Deliver, log, r.reg, queue.WithClock(r.clk.Now), queue.WithTimer(r.clk.NewTimer), queue.WithHeartbeat(time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

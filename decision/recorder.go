@@ -54,7 +54,7 @@ type Record struct {
 	Latency time.Duration
 }
 
-// RecordFrom fills the answer's identifiers into r.
+// withAnswer fills the answer's identifiers into r.
 func (r Record) withAnswer(a *uploader.AuthenticateResponse) Record {
 	if a == nil {
 		return r

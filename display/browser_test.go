@@ -2,10 +2,7 @@ package display_test
 
 import (
 	"context"
-	"image"
-	"image/png"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,29 +39,6 @@ func serveOn(t *testing.T, s *display.Server, addr string) (url string, stop fun
 	return "http://" + ln.Addr().String(), stop
 }
 
-// corner reads the colour of the top-left pixel of a PNG: the page's
-// background, which tells that the stylesheet was allowed to apply.
-func corner(t *testing.T, path string) (r, g, b uint8) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s is not a PNG: %v", path, err)
-	}
-	if img.Bounds().Dx() < 100 || img.Bounds().Dy() < 100 {
-		t.Fatalf("%s is only %v", path, img.Bounds())
-	}
-	pt := img.Bounds().Min.Add(image.Pt(5, 5))
-	cr, cg, cb, _ := img.At(pt.X, pt.Y).RGBA()
-	return uint8(cr >> 8), uint8(cg >> 8), uint8(cb >> 8)
-}
-
-func near(a, b uint8) bool { return a+8 >= b && b+8 >= a }
-
 func TestBrowserShowsEveryState(t *testing.T) {
 	cfg := testConfig()
 	cfg.GreetByName = true
@@ -76,23 +50,20 @@ func TestBrowserShowsEveryState(t *testing.T) {
 	page := browsertest.Open(t, url)
 	out := filepath.Join(browsertest.OutDir(t), "display")
 
+	// TestScreens checks every state's pixels at three sizes; this one
+	// checks the texts and the restart on the default window.
 	steps := []struct {
-		name    string
-		u       display.Update
-		text    string
-		absent  string
-		bg      [3]uint8 // expected background; zero means not checked
-		checkBG bool
+		name   string
+		u      display.Update
+		text   string
+		absent string
 	}{
-		{name: "01-ready", u: display.Update{State: display.StateReady}, text: "Look at the camera", checkBG: true},
+		{name: "01-ready", u: display.Update{State: display.StateReady}, text: "fit your face in the oval"},
 		{name: "02-guidance", u: display.Update{State: display.StateGuidance, Reason: "too_small"}, text: "Come closer"},
-		{name: "03-checking", u: display.Update{State: display.StateChecking}, text: "Checking…", bg: [3]uint8{0x0b, 0x2a, 0x66}, checkBG: true},
-		{name: "04-pass", u: display.Update{State: display.StatePass, Name: "Ana Pérez"}, text: "Welcome, Ana", absent: "Pérez",
-			bg: [3]uint8{0x00, 0x6b, 0x2d}, checkBG: true},
-		{name: "05-fail-mask", u: display.Update{State: display.StateFail, Reason: "hasFaceMask"}, text: "Please remove your face mask",
-			bg: [3]uint8{0xa4, 0x00, 0x1d}, checkBG: true},
-		{name: "06-offline", u: display.Update{State: display.StateOffline}, text: "Offline — please use your badge",
-			bg: [3]uint8{0x1a, 0x1a, 0x1a}, checkBG: true},
+		{name: "03-checking", u: display.Update{State: display.StateChecking}, text: "Checking…"},
+		{name: "04-pass", u: display.Update{State: display.StatePass, Name: "Ana Pérez"}, text: "Welcome, Ana", absent: "Pérez"},
+		{name: "05-fail-mask", u: display.Update{State: display.StateFail, Reason: "hasFaceMask"}, text: "Please take off your face mask"},
+		{name: "06-offline", u: display.Update{State: display.StateOffline}, text: "Offline — please call reception"},
 		{name: "07-lockout", u: display.Update{State: display.StateLockout, Until: time.Now().Add(65 * time.Second)},
 			text: "Too many attempts — try again in 1:0"},
 	}
@@ -108,14 +79,7 @@ func TestBrowserShowsEveryState(t *testing.T) {
 		if strings.Contains(got, "Reconnecting") {
 			t.Errorf("%s: page says it is reconnecting while connected", st.name)
 		}
-		shot := filepath.Join(out, st.name+".png")
-		page.Screenshot(shot)
-		if st.checkBG {
-			r, g, b := corner(t, shot)
-			if !near(r, st.bg[0]) || !near(g, st.bg[1]) || !near(b, st.bg[2]) {
-				t.Errorf("%s: background #%02x%02x%02x, want #%02x%02x%02x (stylesheet blocked?)", st.name, r, g, b, st.bg[0], st.bg[1], st.bg[2])
-			}
-		}
+		page.Screenshot(filepath.Join(out, st.name+".png"))
 	}
 	if p := page.Problems(); len(p) > 0 {
 		t.Errorf("console errors (CSP violations?): %q", p)

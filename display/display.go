@@ -1,7 +1,8 @@
 // Package display serves the kiosk screen: one self-contained page that
 // follows the agent's state over Server-Sent Events and tells the person
-// in front of the camera what is happening and what to do next, with an
-// optional MJPEG camera preview.
+// in front of the camera what is happening and what to do next, over a
+// mirrored live self-view (MJPEG) with an oval guide, in the language of a
+// message catalog.
 package display
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -23,37 +25,17 @@ import (
 	"github.com/kioskd/kioskd/internal/httpserve"
 )
 
-// toneOf decides the colours (the page knows nothing else about states);
-// ok is false for a state the display does not know.
-func toneOf(st State) (tone string, ok bool) {
-	switch st {
-	case StateReady:
-		return "idle", true
-	case StateGuidance:
-		return "guide", true
-	case StateChecking:
-		return "busy", true
-	case StatePass:
-		return "pass", true
-	case StateFail, StateLockout:
-		return "fail", true
-	case StateRecorded:
-		return "ok", true
-	case StateOffline, StateCameraDown, StateServiceUnavailable:
-		return "warn", true
-	}
-	return "", false
-}
-
 // Update is one change of what the screen shows. Reason is a capture
 // rejection reason (guidance) or an API failureReason (fail); Name is the
 // person's name for the greeting (only its first word is shown, and only
-// with display.greet_by_name); Until is the end of a lockout.
+// with display.greet_by_name); Until is the end of a lockout, or of the
+// live attempt while checking (the page shows the progress).
 type Update struct {
 	State  State
 	Reason string
 	Name   string
 	Until  time.Time
+	Since  time.Time // checking: when the live attempt began
 	// Text, when set, is shown instead of the state's message: what an
 	// access-control panel sent the reader to show (osdp_TEXT).
 	Text string
@@ -62,10 +44,16 @@ type Update struct {
 // view is what the page receives: already-resolved text and nothing else,
 // so that no score, ID or token can reach the screen.
 type view struct {
-	State       string `json:"state"`
-	Tone        string `json:"tone"`
-	Text        string `json:"text"`
-	RemainingMS *int64 `json:"remaining_ms,omitempty"` // lockout: the page counts down
+	State State  `json:"state"`
+	Lang  string `json:"lang"`
+	Tone  string `json:"tone"`
+	// Hint is a guidance key (move_left, closer, ...) for the page's arrow;
+	// never anything else, so no API text reaches the page this way.
+	Hint        string  `json:"hint,omitempty"`
+	Text        string  `json:"text"`
+	RemainingMS *int64  `json:"remaining_ms,omitempty"` // lockout: the page counts down; checking: progress
+	TotalMS     *int64  `json:"total_ms,omitempty"`     // checking: the whole live attempt
+	Guide       float64 `json:"guide"`                  // the oval's height, as a share of the camera frame's
 }
 
 // Option changes how New builds a Server (tests).
@@ -80,6 +68,9 @@ type Server struct {
 	log *slog.Logger
 	now func() time.Time
 	csp string // the same for every language: it pins the script and style
+	css string // the page's stylesheet with the integrator's colours
+
+	custom custom
 
 	clients  *prometheus.GaugeVec
 	updates  *prometheus.CounterVec
@@ -97,24 +88,43 @@ type Server struct {
 	cur     Update
 	changed chan struct{} // closed and replaced on every Publish
 
+	guide float64 // the oval's height as a share of the frame's (under mu)
+
 	frameMu      sync.Mutex
 	frame        []byte
 	frameSeq     uint64
 	frameChanged chan struct{}
+	watchers     atomic.Int32 // open self-view streams
 }
 
 // New builds the display from its config section.
 func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Server, error) {
-	msgs, err := newMessages(cfg.Language, cfg.Messages)
+	cats, err := loadCatalogs(cfg.CustomDir)
 	if err != nil {
 		return nil, fmt.Errorf("display: %w", err)
 	}
+	msgs, err := newMessages(cats, cfg.Language, cfg.Messages, cfg.BadgeReader)
+	if err != nil {
+		return nil, fmt.Errorf("display: %w", err)
+	}
+	cust, err := loadCustom(cfg.CustomDir)
+	if err != nil {
+		return nil, fmt.Errorf("display: %w", err)
+	}
+	if cfg.PreviewFPS <= 0 {
+		cfg.PreviewFPS = 10
+	}
+	cfg.PreviewFPS = min(cfg.PreviewFPS, MaxPreviewFPS)
+	css := pageCSS + cust.colorCSS()
 	s := &Server{
-		cfg:  cfg,
-		log:  log,
-		msgs: msgs,
-		now:  time.Now,
-		csp:  pageCSP(),
+		cfg:    cfg,
+		log:    log,
+		msgs:   msgs,
+		now:    time.Now,
+		csp:    pageCSP(css),
+		css:    css,
+		custom: cust,
+		guide:  defaultGuide,
 		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kioskd_display_clients",
 			Help: "Open display streams by kind.",
@@ -138,7 +148,7 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	for _, k := range []string{"events", "preview"} {
 		s.clients.WithLabelValues(k)
 	}
-	for _, st := range states() {
+	for _, st := range States() {
 		s.updates.WithLabelValues(st.String())
 	}
 	for _, r := range []string{"host", "busy", "evicted", "face_data"} {
@@ -153,7 +163,8 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 	if err != nil {
 		return nil, fmt.Errorf("display: %w", err)
 	}
-	s.page, err = newPage(cfg.Language, msgs["reconnecting"], cfg.Preview)
+	rc, _ := msgs.get("reconnecting")
+	s.page, err = newPage(cfg.Language, rc, cfg.Preview, cust.logo != nil)
 	if err != nil {
 		return nil, fmt.Errorf("display: %w", err)
 	}
@@ -164,11 +175,16 @@ func New(cfg config.Display, log *slog.Logger, reg prometheus.Registerer, opts .
 // display (configuration reload); open pages show the current state in the
 // new texts at once, and the page's own texts on their next load.
 func (s *Server) SetMessages(language string, overrides map[string]string) error {
-	msgs, err := newMessages(language, overrides)
+	cats, err := loadCatalogs(s.cfg.CustomDir)
 	if err != nil {
 		return fmt.Errorf("display: %w", err)
 	}
-	pg, err := newPage(language, msgs["reconnecting"], s.cfg.Preview)
+	msgs, err := newMessages(cats, language, overrides, s.cfg.BadgeReader)
+	if err != nil {
+		return fmt.Errorf("display: %w", err)
+	}
+	rc, _ := msgs.get("reconnecting")
+	pg, err := newPage(language, rc, s.cfg.Preview, s.custom.logo != nil)
 	if err != nil {
 		return fmt.Errorf("display: %w", err)
 	}
@@ -183,8 +199,8 @@ func (s *Server) SetMessages(language string, overrides map[string]string) error
 
 // Publish shows u on every open page and on pages that open later.
 func (s *Server) Publish(u Update) {
-	if _, ok := toneOf(u.State); !ok {
-		s.log.Warn("display: unknown state, showing ready", "state", u.State.String())
+	if !u.State.Valid() {
+		s.log.Warn("display: unknown state, showing ready", "state", int(u.State))
 		u = Update{State: StateReady}
 	}
 	s.mu.Lock()
@@ -202,22 +218,73 @@ func (s *Server) Publish(u Update) {
 }
 
 func same(a, b Update) bool {
-	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until) && a.Text == b.Text
+	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until) && a.Since.Equal(b.Since) && a.Text == b.Text
 }
 
 // maxPreviewBytes keeps a bad caller from pinning large buffers.
 const maxPreviewBytes = 4 << 20
 
-// PublishPreview sets the latest preview frame (a JPEG with the face box
-// already drawn). It copies jpeg, so the caller may reuse its buffer. It
-// does nothing unless display.preview is on.
-func (s *Server) PublishPreview(jpeg []byte) {
+// The self-view's limits: it is for the person to see themselves, so it is
+// small and slow enough to cost little on the box and to be useless as a
+// recording.
+const (
+	MaxPreviewFPS  = 15
+	MaxPreviewSide = 640
+)
+
+// Frame is one picture of the self-view and what sizes the guide.
+type Frame struct {
+	// JPEG is the camera frame, at most MaxPreviewSide on its long side,
+	// not mirrored (the page mirrors it).
+	JPEG []byte
+	// MinFace and MaxFace are the face heights capture accepts, as shares
+	// of the frame height (0: unknown).
+	MinFace, MaxFace float64
+}
+
+// defaultGuide is the oval before any frame says how big a face should be.
+const defaultGuide = 0.45
+
+// GuideShare is the oval's height, as a share of the frame height, for the
+// face sizes capture accepts: a little above the smallest so that a person
+// who fills it is comfortably accepted, and a head is about 1.4 times the
+// height of the box the face detector finds.
+func GuideShare(minFace, maxFace float64) float64 {
+	if !(minFace > 0 && minFace < 1) {
+		return defaultGuide
+	}
+	face := minFace * 1.4
+	if maxFace > 0 && face > maxFace*0.8 {
+		face = maxFace * 0.8
+	}
+	return min(max(face*1.4, 0.15), 0.95)
+}
+
+// Watching reports whether a screen has the self-view open: the agent
+// encodes frames only then.
+func (s *Server) Watching() bool { return s.cfg.Preview && s.watchers.Load() > 0 }
+
+// PublishPreview sets the latest self-view frame. It copies the JPEG, so
+// the caller may reuse its buffer. It does nothing unless display.preview
+// is on. Frames are kept in memory only, and only the newest.
+func (s *Server) PublishPreview(f Frame) {
 	if !s.cfg.Preview {
 		return
 	}
+	jpeg := f.JPEG
 	if len(jpeg) < 4 || len(jpeg) > maxPreviewBytes || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
 		s.log.Debug("display: preview frame dropped: not a JPEG or too large", "bytes", len(jpeg))
 		return
+	}
+	if g := GuideShare(f.MinFace, f.MaxFace); f.MinFace > 0 {
+		s.mu.Lock()
+		if d := g - s.guide; d > 0.01 || d < -0.01 {
+			s.guide = g
+			s.seq++
+			close(s.changed)
+			s.changed = make(chan struct{})
+		}
+		s.mu.Unlock()
 	}
 	buf := append([]byte(nil), jpeg...)
 	s.frameMu.Lock()
@@ -235,26 +302,36 @@ type snapshot struct {
 	changed <-chan struct{} // closed at the next change
 	msgs    messages
 	page    *page
+	guide   float64
 }
 
 func (s *Server) current() snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return snapshot{s.cur, s.seq, s.changed, s.msgs, s.page}
+	return snapshot{s.cur, s.seq, s.changed, s.msgs, s.page, s.guide}
 }
 
 // render turns an update into what the page shows.
-func (s *Server) render(msgs messages, u Update) view {
-	tone, _ := toneOf(u.State)
-	v := view{State: u.State.String(), Tone: tone, Text: msgs.text(u.State, u.Reason)}
+func (s *Server) render(snap snapshot) view {
+	u, msgs := snap.u, snap.msgs
+	v := view{State: u.State, Lang: snap.page.lang, Tone: toneOf(u.State, u.Reason), Text: msgs.text(u.State, u.Reason), Guide: snap.guide}
 	switch u.State {
+	case StateGuidance:
+		v.Hint = guidanceKey(u.Reason)
 	case StatePass:
 		if name := firstName(u.Name); name != "" && s.cfg.GreetByName {
-			v.Text = strings.ReplaceAll(msgs["pass.name"], "{name}", name)
+			t, _ := msgs.get("pass.name")
+			v.Text = strings.ReplaceAll(t, "{name}", name)
 		}
 	case StateLockout:
 		ms := max(u.Until.Sub(s.now()).Milliseconds(), 0)
 		v.RemainingMS = &ms
+	case StateChecking:
+		if !u.Until.IsZero() && !u.Since.IsZero() {
+			rem := max(u.Until.Sub(s.now()).Milliseconds(), 0)
+			total := max(u.Until.Sub(u.Since).Milliseconds(), 1)
+			v.RemainingMS, v.TotalMS = &rem, &total
+		}
 	}
 	if u.Text != "" {
 		v.Text = u.Text
@@ -290,12 +367,18 @@ func formatRemaining(ms int64) string {
 	return fmt.Sprintf("%d:%02d", sec/60, sec%60)
 }
 
-// Handler serves the page, the event stream, the preview and /healthz,
+// Handler serves the page, the event stream, the self-view, the logo and /healthz,
 // behind the Host check and the security headers.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("GET /events", s.serveEvents)
+	if s.custom.logo != nil {
+		mux.HandleFunc("GET /logo", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", s.custom.logoType)
+			_, _ = w.Write(s.custom.logo)
+		})
+	}
 	if s.cfg.Preview {
 		mux.HandleFunc("GET /preview.mjpeg", s.servePreview)
 	}
@@ -347,12 +430,15 @@ func (s *Server) forClient(r *http.Request, u Update) Update {
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	snap := s.current()
-	v := s.render(snap.msgs, s.forClient(r, snap.u))
+	snap.u = s.forClient(r, snap.u)
+	v := s.render(snap)
 	text := v.Text
 	if v.RemainingMS != nil {
 		text = strings.ReplaceAll(text, "{time}", formatRemaining(*v.RemainingMS))
 	}
-	body, err := snap.page.render(v, text)
+	// A client that may not see the camera gets no self-view element, so
+	// it does not keep asking for a stream it is refused.
+	body, err := snap.page.render(v, text, s.css, s.faceData(r))
 	if err != nil {
 		s.log.Error("display: render page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -427,7 +513,8 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		snap := s.current()
 		if first || snap.seq != sent {
-			data, err := json.Marshal(s.render(snap.msgs, s.forClient(r, snap.u)))
+			snap.u = s.forClient(r, snap.u)
+			data, err := json.Marshal(s.render(snap))
 			if err != nil {
 				s.log.Error("display: encode state", "err", err)
 				return
@@ -469,6 +556,8 @@ func (s *Server) servePreview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	s.watchers.Add(1)
+	defer s.watchers.Add(-1)
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+mjpegBoundary)
 	w.WriteHeader(http.StatusOK)
 	// Send the headers now: the first frame may be a while coming.

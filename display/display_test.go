@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,9 @@ func get(t *testing.T, h http.Handler, path, host string) *httptest.ResponseReco
 var inline = regexp.MustCompile(`(?s)<(script|style)>(.*?)</(?:script|style)>`)
 
 func TestHeaders(t *testing.T) {
-	s := newServer(t, testConfig())
+	cfg := testConfig()
+	cfg.Preview = false
+	s := newServer(t, cfg)
 	h := s.Handler()
 	for _, path := range []string{"/", "/healthz", "/nope"} {
 		rec := get(t, h, path, "127.0.0.1:8088")
@@ -116,10 +119,10 @@ func TestHeaders(t *testing.T) {
 			t.Errorf("page references an external resource (%q)", banned)
 		}
 	}
-	if !strings.Contains(body, "Look at the camera") || !strings.Contains(body, `lang="en"`) {
+	if !strings.Contains(body, "fit your face in the oval") || !strings.Contains(body, `lang="en"`) {
 		t.Errorf("page does not show the ready state in English")
 	}
-	if strings.Contains(body, "preview.mjpeg") {
+	if strings.Contains(body, `id="view"`) {
 		t.Errorf("page shows a preview although display.preview is off")
 	}
 	if rec := get(t, h, "/preview.mjpeg", "localhost"); rec.Code != http.StatusNotFound {
@@ -216,10 +219,13 @@ func (r *sseReader) next() sseEvent {
 }
 
 type view struct {
-	State       string `json:"state"`
-	Tone        string `json:"tone"`
-	Text        string `json:"text"`
-	RemainingMS *int64 `json:"remaining_ms"`
+	State       string  `json:"state"`
+	Tone        string  `json:"tone"`
+	Hint        string  `json:"hint"`
+	Text        string  `json:"text"`
+	RemainingMS *int64  `json:"remaining_ms"`
+	TotalMS     *int64  `json:"total_ms"`
+	Guide       float64 `json:"guide"`
 }
 
 // state skips heartbeats and returns the next state event.
@@ -254,7 +260,7 @@ func TestEventStream(t *testing.T) {
 	if ev := r.next(); ev.event != "retry:2000" {
 		t.Fatalf("first frame = %+v, want retry: 2000", ev)
 	}
-	if v, _ := r.state(); v.State != "ready" || v.Text != "Look at the camera" {
+	if v, _ := r.state(); v.State != "ready" || v.Text != "Look at the screen and fit your face in the oval" {
 		t.Fatalf("initial state = %+v", v)
 	}
 
@@ -266,22 +272,30 @@ func TestEventStream(t *testing.T) {
 		mustNot  []string
 		lockout  int64
 		wantTime bool
+		total    int64
+		hint     string
 	}{
-		{u: display.Update{State: display.StateGuidance, Reason: "too_small"}, state: "guidance", text: "Come closer", tone: "guide"},
-		{u: display.Update{State: display.StateGuidance, Reason: "multiple_faces"}, text: "One person at a time"},
-		{u: display.Update{State: display.StateGuidance, Reason: "something_new"}, text: "Look at the camera", mustNot: []string{"something_new"}},
+		{u: display.Update{State: display.StateGuidance, Reason: "too_small"}, state: "guidance", text: "Come closer", tone: "guide", hint: "closer"},
+		{u: display.Update{State: display.StateGuidance, Reason: "multiple_faces"}, text: "One person at a time, please", hint: "one_person"},
+		{u: display.Update{State: display.StateGuidance, Reason: display.GuideMoveLeft}, text: "Move to your left", tone: "guide", hint: "move_left"},
+		{u: display.Update{State: display.StateGuidance, Reason: "too_dark"}, text: "Face the screen and take off any hat or cap", hint: "face_screen"},
+		{u: display.Update{State: display.StateGuidance, Reason: display.GuideHoldStill}, text: "Hold still", tone: "hold", hint: "hold_still"},
+		{u: display.Update{State: display.StateGuidance, Reason: "something_new"}, text: "Fit your face in the oval", mustNot: []string{"something_new"}},
 		{u: display.Update{State: display.StateChecking}, text: "Checking…", tone: "busy"},
 		{u: display.Update{State: display.StatePass, Name: "Ana María López 7c1f-token"}, text: "Welcome, Ana", tone: "pass",
 			mustNot: []string{"López", "7c1f", "María"}},
 		{u: display.Update{State: display.StatePass}, text: "Welcome"},
-		{u: display.Update{State: display.StateFail, Reason: "hasFaceMask"}, text: "Please remove your face mask", tone: "fail", mustNot: []string{"hasFaceMask"}},
-		{u: display.Update{State: display.StateFail, Reason: "faceMatchFailed"}, text: "No match — try again or use your badge"},
-		{u: display.Update{State: display.StateFail, Reason: "score=0.42"}, text: "Not recognised — try again or use your badge", mustNot: []string{"0.42"}},
-		{u: display.Update{State: display.StateOffline}, text: "Offline — please use your badge", tone: "warn"},
+		{u: display.Update{State: display.StateFail, Reason: "hasFaceMask"}, text: "Please take off your face mask", tone: "fail", mustNot: []string{"hasFaceMask"}},
+		{u: display.Update{State: display.StateFail, Reason: "faceMatchFailed"}, text: "No match — please try again"},
+		{u: display.Update{State: display.StateFail, Reason: "score=0.42"}, text: "Not recognised — please try again", mustNot: []string{"0.42"}},
+		{u: display.Update{State: display.StateSeeReception, Reason: display.ReasonRevoked}, text: "Your access is not active — please see reception", tone: "fail"},
+		{u: display.Update{State: display.StateOffline}, text: "Offline — please call reception", tone: "warn"},
 		{u: display.Update{State: display.StateRecorded}, text: "Recorded — will sync", tone: "ok"},
 		{u: display.Update{State: display.StateLockout, Until: now.Add(90 * time.Second)}, text: "Too many attempts — try again in {time}", lockout: 90000, wantTime: true},
-		{u: display.Update{State: display.StateCameraDown}, text: "Camera unavailable"},
-		{u: display.Update{State: display.State(99)}, state: "ready", text: "Look at the camera"},
+		{u: display.Update{State: display.StateCameraDown}, text: "Camera unavailable — please call reception"},
+		{u: display.Update{State: display.StateChecking, Since: now.Add(-time.Second), Until: now.Add(3 * time.Second)}, text: "Checking…",
+			lockout: 3000, wantTime: true, total: 4000},
+		{u: display.Update{State: display.State(99)}, state: "ready", text: "Look at the screen and fit your face in the oval"},
 	}
 	for _, st := range steps {
 		s.Publish(st.u)
@@ -289,6 +303,12 @@ func TestEventStream(t *testing.T) {
 		wantState := st.state
 		if wantState == "" {
 			wantState = st.u.State.String()
+		}
+		if v.Hint != st.hint {
+			t.Errorf("Publish(%+v): hint %q, want %q", st.u, v.Hint, st.hint)
+		}
+		if (v.TotalMS == nil) != (st.total == 0) || (v.TotalMS != nil && *v.TotalMS != st.total) {
+			t.Errorf("Publish(%+v): total_ms = %v, want %d", st.u, v.TotalMS, st.total)
 		}
 		if v.State != wantState || v.Text != st.text || (st.tone != "" && v.Tone != st.tone) {
 			t.Errorf("Publish(%+v) streamed %+v, want state %q text %q tone %q", st.u, v, wantState, st.text, st.tone)
@@ -325,7 +345,7 @@ func TestEventStream(t *testing.T) {
 	s.Publish(display.Update{State: display.StateFail, Reason: "hasLenses"})
 	late, _ := openEvents(t, base)
 	late.next() // retry
-	if v, _ := late.state(); v.Text != "Please remove your glasses or lenses" {
+	if v, _ := late.state(); v.Text != "Please take off your glasses" {
 		t.Errorf("late client got %+v, want the latest state", v)
 	}
 }
@@ -420,6 +440,9 @@ func TestFaceDataOnlyForTheKiosk(t *testing.T) {
 			if got := strings.Contains(rec.Body.String(), "Ana"); got != want {
 				t.Errorf("remote_face_data %v, client %s: name shown %v, want %v", remoteOK, remote, got, want)
 			}
+			if got := strings.Contains(rec.Body.String(), `id="view"`); got != want {
+				t.Errorf("remote_face_data %v, client %s: self-view element %v, want %v", remoteOK, remote, got, want)
+			}
 			if want {
 				continue
 			}
@@ -441,7 +464,7 @@ func TestLanguageAndOverrides(t *testing.T) {
 	cfg.Messages = map[string]string{"fail.hasFaceMask": "Quítese la mascarilla <ahora>", "pass.name": "¡Hola {name}!"}
 	s := newServer(t, cfg)
 	rec := get(t, s.Handler(), "/", "localhost")
-	if body := rec.Body.String(); !strings.Contains(body, "Mire a la cámara") || !strings.Contains(body, `lang="es"`) ||
+	if body := rec.Body.String(); !strings.Contains(body, "Mire la pantalla") || !strings.Contains(body, `lang="es"`) ||
 		!strings.Contains(body, "Reconectando…") {
 		t.Errorf("Spanish page lacks its texts")
 	}
@@ -453,10 +476,11 @@ func TestLanguageAndOverrides(t *testing.T) {
 		want string
 	}{
 		{display.Update{State: display.StateFail, Reason: "hasFaceMask"}, "Quítese la mascarilla <ahora>"},
-		{display.Update{State: display.StateFail, Reason: "hasLenses"}, "Por favor, quítese las gafas o lentes"},
-		{display.Update{State: display.StateGuidance, Reason: "too_dark"}, "Se necesita más luz"},
+		{display.Update{State: display.StateFail, Reason: "hasLenses"}, "Por favor, quítese las gafas"},
+		{display.Update{State: display.StateGuidance, Reason: "too_dark"}, "Póngase de frente a la pantalla y quítese la gorra o el sombrero"},
 		{display.Update{State: display.StatePass, Name: "José"}, "¡Hola José!"},
-		{display.Update{State: display.StateOffline}, "Sin conexión — use su tarjeta"},
+		{display.Update{State: display.StatePass}, "Adelante"},
+		{display.Update{State: display.StateOffline}, "Sin conexión — llame a recepción"},
 	} {
 		s.Publish(c.u)
 		if v, _ := r.state(); v.Text != c.want {
@@ -473,12 +497,12 @@ func TestLanguageAndOverrides(t *testing.T) {
 	bad := testConfig()
 	bad.Messages = map[string]string{"fail.hasFaceMsk": "x"}
 	if _, err := display.New(bad, discard(), prometheus.NewRegistry()); err == nil ||
-		!strings.Contains(err.Error(), "fail.hasFaceMsk") || !strings.Contains(err.Error(), "fail.hasFaceMask") {
-		t.Errorf("unknown message key: err = %v, want it named with the known keys", err)
+		!strings.Contains(err.Error(), `unknown key "fail.hasFaceMsk"`) {
+		t.Errorf("unknown message key: err = %v, want it named", err)
 	}
-	bad.Messages, bad.Language = nil, "fr"
-	if _, err := display.New(bad, discard(), prometheus.NewRegistry()); err == nil {
-		t.Errorf("language fr accepted")
+	bad.Messages, bad.Language = nil, "it"
+	if _, err := display.New(bad, discard(), prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), `"it" has no catalog`) {
+		t.Errorf("language it without a catalog: err = %v", err)
 	}
 }
 
@@ -486,7 +510,8 @@ func TestEveryKeyInEveryLanguage(t *testing.T) {
 	keys := display.MessageKeys()
 	for _, want := range []string{"ready", "checking", "pass", "pass.name", "fail", "fail.hasFaceMask", "fail.hasLenses",
 		"fail.spoofAttempt", "fail.faceMatchFailed", "fail.otherError", "offline", "recorded", "lockout",
-		"camera_down", "service_unavailable", "guidance.too_small", "guidance.blurry", "guidance.invalid_frame"} {
+		"camera_down", "service_unavailable", "guidance.closer", "guidance.hold_still", "guidance.move_left",
+		"see_reception.revoked", "see_reception.no_credential", "see_reception.panel_refused", "offline+badge"} {
 		found := false
 		for _, k := range keys {
 			found = found || k == want
@@ -495,8 +520,8 @@ func TestEveryKeyInEveryLanguage(t *testing.T) {
 			t.Errorf("message key %q missing", want)
 		}
 	}
-	// Overriding every key is accepted in both languages.
-	for _, lang := range []string{"en", "es"} {
+	// Overriding every key is accepted in every language.
+	for _, lang := range display.Languages() {
 		cfg := testConfig()
 		cfg.Language = lang
 		cfg.Messages = map[string]string{}
@@ -521,12 +546,15 @@ func TestLockoutOnPage(t *testing.T) {
 func TestPreview(t *testing.T) {
 	cfg := testConfig()
 	cfg.Preview = true
-	cfg.PreviewFPS = 20
+	cfg.PreviewFPS = 20 // above the cap: 15 is used
 	s := newServer(t, cfg)
-	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, `src="/preview.mjpeg"`) {
+	if body := get(t, s.Handler(), "/", "localhost").Body.String(); !strings.Contains(body, `id="view"`) {
 		t.Errorf("page lacks the preview with display.preview on")
 	}
 	base := serve(t, s)
+	if s.Watching() {
+		t.Errorf("Watching with no screen connected: the agent would encode for nobody")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/preview.mjpeg", nil)
@@ -538,7 +566,10 @@ func TestPreview(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "multipart/x-mixed-replace; boundary=kioskdframe" {
 		t.Fatalf("Content-Type = %q", ct)
 	}
-	s.PublishPreview([]byte("not a jpeg")) // dropped
+	if !s.Watching() {
+		t.Errorf("not Watching while a screen has the stream open")
+	}
+	s.PublishPreview(display.Frame{JPEG: []byte("not a jpeg")}) // dropped
 
 	// Publish as fast as possible; the client must still get at most 20/s.
 	go func() {
@@ -550,7 +581,7 @@ func TestPreview(t *testing.T) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				s.PublishPreview(frame)
+				s.PublishPreview(display.Frame{JPEG: frame})
 			}
 		}
 	}()
@@ -580,9 +611,18 @@ func TestPreview(t *testing.T) {
 			t.Fatalf("frame %d body %x, %v", i, buf, err)
 		}
 	}
-	// Four frames at 20 fps need at least three 50 ms gaps.
-	if d := time.Since(start); d < 150*time.Millisecond {
-		t.Errorf("4 preview frames in %s: the 20 fps cap is not applied", d)
+	// Four frames at 15 fps need at least three 66 ms gaps.
+	if d := time.Since(start); d < 199*time.Millisecond {
+		t.Errorf("4 preview frames in %s: the 15 fps cap is not applied", d)
+	}
+	// The screen goes away: encoding stops.
+	cancel()
+	resp.Body.Close()
+	for deadline := time.Now().Add(5 * time.Second); s.Watching(); {
+		if time.Now().After(deadline) {
+			t.Fatal("still Watching 5 s after the only screen closed the stream")
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -622,7 +662,7 @@ func TestSetMessages(t *testing.T) {
 		t.Fatal("SetMessages accepted an unknown key")
 	}
 	s.Publish(display.Update{State: display.StateReady})
-	if v, _ := r.state(); v.Text != "Mire a la cámara" {
+	if v, _ := r.state(); v.Text != "Mire la pantalla y encaje la cara en el óvalo" {
 		t.Errorf("a refused SetMessages changed the texts: %q", v.Text)
 	}
 }

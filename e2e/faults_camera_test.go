@@ -275,7 +275,7 @@ func TestCameraUnplugged(t *testing.T) {
 	ob.happened("camera down noticed after %.2f s: /readyz 503, kioskd_camera_up 0, screen \"camera unavailable\" once the last result's 3 s on screen ended", noticed.Seconds())
 	// Stay unplugged long enough for several reconnect attempts to fail.
 	eventually(t, 10*time.Second, "failed reconnects", func() bool {
-		return strings.Count(k.Output(), "OpenCV could not open the source") >= 2
+		return metricValue(scrape(t, maddr), "kioskd_camera_failures_total", "what=open") >= 2
 	})
 	passes := countLive(k.Output(), "PASS")
 	cam.replug()

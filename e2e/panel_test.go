@@ -93,7 +93,7 @@ credentials:
 	if d["panel_answer"] != "link_down" {
 		t.Fatalf("first PASS: %v", d)
 	}
-	waitText("fail", "Please wait — or see reception")
+	waitText("see_reception", "Please wait — or see reception")
 	ob.happened("PASS with no panel polling: panel_answer %v, screen 'Please wait — or see reception'", d["panel_answer"])
 
 	// 2 and 3. The panel polls, answers the first card green and the second red.
@@ -138,8 +138,8 @@ credentials:
 	if d["panel_answer"] != "denied" {
 		t.Fatalf("third PASS: %v", d)
 	}
-	waitText("fail", "Access denied — please see reception")
-	ob.happened("LED red: screen 'Access denied — please see reception'")
+	waitText("see_reception", "Access refused — please see reception")
+	ob.happened("LED red: screen 'Access refused — please see reception'")
 
 	// 4. The credentials file changes and kioskd gets SIGHUP: the next card
 	// is the new one.
@@ -167,11 +167,11 @@ credentials:
 	if d["panel_answer"] != "not_sent" || d["panel_not_sent"] != "revoked" {
 		t.Fatalf("fifth PASS: %v", d)
 	}
-	waitText("fail", "Please see reception")
+	waitText("see_reception", "Your access is not active — please see reception")
 	if c := seenCards(); len(c) != 3 {
 		t.Fatalf("the panel got %d cards, want 3: a revoked identity's card was sent", len(c))
 	}
-	ob.happened("REVOKED identity: panel_not_sent revoked, no card at the panel, screen 'Please see reception'")
+	ob.happened("REVOKED identity: panel_not_sent revoked, no card at the panel, screen 'Your access is not active — please see reception'")
 
 	k.signal(t, syscall.SIGTERM)
 	k.wait(t, 20*time.Second)

@@ -49,14 +49,16 @@ func TestLobbyIsNeverLockedOut(t *testing.T) {
 func TestLatePassGetsItsWholePulse(t *testing.T) {
 	t.Parallel()
 	ob := observe(t, "decision", "a PASS late within live_timeout",
-		"emulator `delay:1500ms` then PASS, live_timeout 2s; an exec unlock hook that takes 0.8 s; door pulse 1s",
+		"emulator `delay:3s` then PASS, live_timeout 5s; an exec unlock hook that takes 2.5 s (timeout 4s); door pulse 1s",
 		"the door opens for its whole 1 s pulse and the hook completes: no deadline error")
-	s := startSim(t, "--script", "delay:1500ms")
+	// The hook outlasts what is left of the live deadline (at most 2 s),
+	// so it completes only with a timeout of its own.
+	s := startSim(t, "--script", "delay:3s")
 	hook := newDoorHook(t)
 	outputs := fmt.Sprintf(`    - {name: door, role: unlock, driver: log, pulse: 1s}
-    - {name: hook, role: unlock, driver: exec, pulse: 1s, command: [/bin/sh, -c, 'sleep 0.8; echo "$ROLE $STATE $RESULT $AUTHENTICATION_ID" >> %s'], timeout: 3s}
+    - {name: hook, role: unlock, driver: exec, pulse: 1s, command: [/bin/sh, -c, 'sleep 2.5; echo "$ROLE $STATE $RESULT $AUTHENTICATION_ID" >> %s'], timeout: 4s}
     - {name: red, role: fail, driver: log, pulse: 1s}`, hook.path)
-	cfg := fcfg{BaseURL: s.URL, Clip: relClip(t, "empty:3,a:14,empty:60"), LiveTimeout: "2s", Outputs: outputs}.write(t)
+	cfg := fcfg{BaseURL: s.URL, Clip: relClip(t, "empty:3,a:14,empty:120"), LiveTimeout: "5s", Outputs: outputs}.write(t)
 	k := startKioskd(t, cfg)
 	maddr := listenAddr(t, k, "metrics")
 	d := waitDecision(t, k, "the live decision", 30*time.Second, live)

@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
+	"image/jpeg"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// TestPreviewStream turns display.preview on and reads JPEG parts from the
-// MJPEG stream; with preview off the endpoint does not exist.
+// TestPreviewStream reads JPEG parts from the self-view's MJPEG stream (on
+// by default), each at most 640 px on its long side; with preview off the
+// endpoint does not exist.
 func TestPreviewStream(t *testing.T) {
 	t.Parallel()
 	s := startSim(t)
@@ -28,27 +29,26 @@ func TestPreviewStream(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/x-mixed-replace") {
 		t.Fatalf("preview content type %q", ct)
 	}
-	r := bufio.NewReader(io.LimitReader(resp.Body, 4<<20))
-	jpegs := 0
-	deadline := time.Now().Add(20 * time.Second)
-	for jpegs < 2 && time.Now().Before(deadline) {
-		line, err := r.ReadBytes('\n')
+	mr := multipart.NewReader(io.LimitReader(resp.Body, 4<<20), "kioskdframe")
+	for i := range 2 {
+		part, err := mr.NextPart()
 		if err != nil {
-			t.Fatalf("preview stream: %v", err)
+			t.Fatalf("preview frame %d: %v", i, err)
 		}
-		if bytes.HasPrefix(line, []byte{0xFF, 0xD8, 0xFF}) {
-			jpegs++
+		cfg, err := jpeg.DecodeConfig(part)
+		if err != nil {
+			t.Fatalf("preview frame %d is not a JPEG: %v", i, err)
 		}
-	}
-	if jpegs < 2 {
-		t.Fatalf("saw %d JPEG frames in the preview stream", jpegs)
+		if max(cfg.Width, cfg.Height) > 640 || cfg.Width < 100 {
+			t.Errorf("self-view frame is %dx%d, want at most 640 px on the long side", cfg.Width, cfg.Height)
+		}
 	}
 	k.signal(t, syscall.SIGTERM)
 	if code := k.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("kioskd exited %d", code)
 	}
 
-	cfg2 := writeConfig(t, runOpts{BaseURL: s.URL, Realtime: true, Loop: true})
+	cfg2 := writeConfig(t, runOpts{BaseURL: s.URL, Realtime: true, Loop: true, DisplayX: "  preview: false"})
 	k2 := startKioskd(t, cfg2)
 	resp2, err := http.Get("http://" + displayAddr(t, k2) + "/preview.mjpeg")
 	if err != nil {

@@ -141,7 +141,7 @@ func TestOfflineQueueSurvivesKillsAndNeverUnlocks(t *testing.T) {
 	eventually(t, 60*time.Second, "three queued OFFLINE decisions", func() bool {
 		return len(offlineCaptures(t, k1.Output())) >= 3
 	})
-	if v := scr.waitState(t, "offline", 10*time.Second); v.Text != "Offline — please use your badge" || v.Tone != "warn" {
+	if v := scr.waitState(t, "offline", 10*time.Second); v.Text != "Offline — please call reception" || v.Tone != "warn" {
 		t.Errorf("offline screen = %+v", v)
 	}
 	k1.signal(t, syscall.SIGKILL)

@@ -182,8 +182,8 @@ func TestSIGHUPReload(t *testing.T) {
 	cfg := writeConfig(t, o)
 	k := startKioskd(t, cfg)
 	scr := watchScreen(t, displayAddr(t, k))
-	// A comes and goes, then B: "More light needed" for each, ready after.
-	tooDark := screenView{State: "guidance", Tone: "guide", Text: "More light needed"}
+	// A comes and goes, then B: "face the screen" for each, ready after.
+	tooDark := screenView{State: "guidance", Tone: "guide", Text: "Face the screen and take off any hat or cap"}
 	eventually(t, 30*time.Second, "both people of the clip rejected as too dark", func() bool {
 		n := 0
 		for _, v := range scr.seen() {

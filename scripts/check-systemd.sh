@@ -2,7 +2,10 @@
 # check-systemd.sh [KIOSKD_BINARY] — check systemd/kioskd.service:
 #   1. `systemd-analyze verify` prints nothing (a clean unit);
 #   2. `systemd-analyze security --offline=true` rates it at most $MAX_EXPOSURE
-#      (default 2.5); the score is printed.
+#      (default 2.5); the score is printed;
+#   3. `systemd-analyze verify` is clean for the kiosk screen's unit,
+#      systemd/kioskd-kiosk.service (cage and chromium must be installed:
+#      verify checks that ExecStart's programs exist).
 # verify insists that ExecStart's binary exists, so it runs on a copy of the
 # unit whose ExecStart points at KIOSKD_BINARY (default: bin/kioskd when
 # built, else /bin/true). Exits non-zero on any failure. Runs unprivileged or
@@ -49,6 +52,17 @@ if ((status)); then
 	echo "check-systemd: verify FAILED" >&2
 else
 	echo "check-systemd: verify clean"
+fi
+
+kiosk=${KIOSK_UNIT:-systemd/kioskd-kiosk.service}
+kiosk_abs=$(readlink -f "$kiosk")
+echo "check-systemd: systemd-analyze verify $kiosk"
+if ! kout=$(cd "$tmp" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "$kiosk_abs" 2>&1) || [[ -n $kout ]]; then
+	printf '%s\n' "$kout" >&2
+	echo "check-systemd: verify of $kiosk FAILED" >&2
+	status=1
+else
+	echo "check-systemd: verify of $kiosk clean"
 fi
 
 echo "check-systemd: systemd-analyze security --offline=true $unit"

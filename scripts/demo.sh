@@ -49,3 +49,12 @@ if [ "$rc" -ne 0 ] || [ "$passes" -lt 1 ] || [ "$fails" -lt 1 ]; then
 	cat "$state/kioskd.log" >&2
 	exit 1
 fi
+
+# The access events of the run, as an integrator would export them.
+echo "demo: the access events of this run (kioskd events export):"
+bin/kioskd events export --config "$state/kioskd.yaml" | tee "$state/events.jsonl"
+recorded=$(grep -c '"kind":"decision"' "$state/events.jsonl" || true)
+if [ "$recorded" -lt $((passes + fails)) ]; then
+	echo "demo: $((passes + fails)) decisions but $recorded access events" >&2
+	exit 1
+fi

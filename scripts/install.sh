@@ -18,7 +18,9 @@
 #                                             empty placeholders (root, 0600), only if absent
 #   /etc/udev/rules.d/60-kioskd-gpio.rules    /dev/gpiochip* to the gpio group
 #   /usr/local/share/kioskd/                  kioskd.yaml.sample (always the newest, to
-#                                             compare after an upgrade) and kioskd-alerts.yml
+#                                             compare after an upgrade), kioskd-alerts.yml and
+#                                             kioskd-kiosk.service (the box's own screen; see
+#                                             docs/kiosk-screen.md to enable it)
 #   the system user and group kioskd, the group gpio if missing, /var/lib/kioskd (0700)
 #
 # It enables the service when systemd is running, and restarts it when it was
@@ -215,6 +217,8 @@ mv -f "$udev_rule.tmp" "$udev_rule"
 install -d -m 0755 "$share_dir"
 install -m 0644 "$src/systemd/kioskd.yaml" "$share_dir/kioskd.yaml.sample"
 install -m 0644 "$src/systemd/kioskd-alerts.yml" "$share_dir/kioskd-alerts.yml"
+install -m 0644 "$src/systemd/kioskd-kiosk.service" "$share_dir/kioskd-kiosk.service"
+install -m 0644 "$src/docs/kiosk-screen.md" "$share_dir/kiosk-screen.md"
 
 install -d -m 0755 "$conf_dir"
 if [[ -e $conf_dir/kioskd.yaml ]]; then

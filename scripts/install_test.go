@@ -198,7 +198,8 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 	if !strings.Contains(readFile(t, r("etc/udev/rules.d/60-kioskd-gpio.rules")), `GROUP="gpio"`) {
 		t.Error("udev rule does not give gpiochips to the gpio group")
 	}
-	for _, p := range []string{"usr/local/share/kioskd/kioskd.yaml.sample", "usr/local/share/kioskd/kioskd-alerts.yml"} {
+	for _, p := range []string{"usr/local/share/kioskd/kioskd.yaml.sample", "usr/local/share/kioskd/kioskd-alerts.yml",
+		"usr/local/share/kioskd/kioskd-kiosk.service"} {
 		if !exists(r(p)) {
 			t.Errorf("%s not installed", p)
 		}

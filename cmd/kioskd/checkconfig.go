@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,9 +51,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
-	// Message overrides are checked against the display's own keys.
+	// Message overrides, catalogs, the logo and the colours are checked by
+	// the display itself, one problem a line.
 	if _, err := display.New(cfg.Display, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", cfg.Path, err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", cfg.Path, line)
+		}
 		return 2
 	}
 	if f := cfg.Metrics.WebConfigFile; f != "" {

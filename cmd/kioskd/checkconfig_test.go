@@ -202,6 +202,33 @@ camera:
 		}
 	})
 
+	t.Run("a catalog with a missing or unknown key exits 2 naming each", func(t *testing.T) {
+		custom := filepath.Join(dir, "screen")
+		if err := os.MkdirAll(custom, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// A new language must have every key; a built-in one may override
+		// a few, but only keys that exist.
+		write(filepath.Join("screen", "messages.it.yaml"), "ready: \"Guardi lo schermo\"\n", 0o644)
+		write(filepath.Join("screen", "messages.fr.yaml"), "pass: \"Bonjour\"\npas: \"x\"\n", 0o644)
+		p := write("catalog.yaml", "device:\n  source_id: d\nincode:\n  base_url: https://api.incode.example\n"+
+			"display:\n  language: it\n  custom_dir: "+custom+"\n", 0o644)
+		r := runCheckConfig(t, bin, p, secrets...)
+		if r.code != 2 {
+			t.Fatalf("exit %d, want 2; stderr:\n%s", r.code, r.stderr)
+		}
+		for _, want := range []string{`messages.it.yaml: missing key "checking"`, `messages.fr.yaml: unknown key "pas"`} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		for _, l := range lines(r.stderr) {
+			if !strings.HasPrefix(l, p+": ") {
+				t.Errorf("line %q does not start with the file name", l)
+			}
+		}
+	})
+
 	t.Run("missing secrets are problems, not crashes", func(t *testing.T) {
 		p := write("nosecrets.yaml", "device:\n  source_id: d\nincode:\n  base_url: https://api.incode.example\n", 0o644)
 		r := runCheckConfig(t, bin, p) // no environment secrets

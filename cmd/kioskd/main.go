@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -28,6 +29,7 @@ commands:
   check-config  --config FILE                 exit 0, or 2 with one line per problem
   snapshot      --config FILE --input PATH [--out shot.jpg]   JSON quality report
   queue         stats|list|drain|retry|purge --config FILE [--json]
+  events        list|export --config FILE [--since T] [--until T] [--format jsonl|csv]
   version                                     print build information
 `
 
@@ -45,6 +47,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runSnapshot(ctx, args[1:], stdout, stderr)
 	case "queue":
 		return runQueue(ctx, args[1:], stdout, stderr)
+	case "events":
+		return runEvents(args[1:], stdout, stderr, time.Now)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, buildInfo())
 		return 0

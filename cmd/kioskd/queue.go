@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/decision"
+	"github.com/kioskd/kioskd/events"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -310,8 +312,19 @@ func queueDrain(ctx context.Context, q *queue.Queue, cfg *config.Config, log *sl
 	}
 	// The same delivery and recorder as the service's drainer: one decision
 	// line per answer, and a deferred answer never drives the door.
-	dl := &decision.Delivery{API: client, Rec: decision.NewRecorder(log, reg), Device: cfg.Device,
-		Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax, Log: log, Now: time.Now, OnAuth: func(out decision.Outcome) {
+	rec := decision.NewRecorder(log, reg)
+	// Deferred answers are access events too, drained here or by the
+	// service. Only an existing log is used: one created here, perhaps as
+	// root, could lock the service's user out of it.
+	if _, err := os.Stat(cfg.EventsPath()); err != nil {
+		log.Warn("no event log: the answers are not recorded as access events", "path", cfg.EventsPath())
+	} else if l, err := events.Open(cfg.EventsPath(), cfg.Events, log, reg); err != nil {
+		log.Warn("event log unavailable: the answers are not recorded as access events", "err", err)
+	} else {
+		rec.AddSink(events.DecisionSink{Log: l})
+	}
+	dl := &decision.Delivery{API: client, Rec: rec, Device: cfg.Device,
+		Timeout: cfg.Incode.RequestTimeout, RetryAfterMax: cfg.Queue.RetryAfterMax, Now: time.Now, OnAuth: func(out decision.Outcome) {
 			if out.AuthError {
 				log.Error("the Incode API refused this device's credentials (401/403): check the API key and the device token")
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/kioskd/kioskd/credentials"
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
+	"github.com/kioskd/kioskd/events"
 	"github.com/kioskd/kioskd/internal/httpserve"
 	"github.com/kioskd/kioskd/internal/sdnotify"
 	"github.com/kioskd/kioskd/panel"
@@ -101,6 +102,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"camera", cfg.Camera.Source, "incode", cfg.Incode.BaseURL,
 		"metrics", cfg.Metrics.Listen, "display", cfg.Display.Listen)
 
+	evlog, forwarders := openEvents(cfg, log, reg)
+
 	door, err := actuator.New(cfg.Actuator, log, reg)
 	if err != nil {
 		log.Error("actuator", "err", err)
@@ -111,6 +114,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			log.Error("relock on exit", "err", err)
 		}
 	}()
+
+	var inputs *actuator.Inputs
+	if len(cfg.Actuator.Inputs) > 0 {
+		onDoor := func(d actuator.DoorEvent) { appendEvent(evlog, log, doorEvent(cfg.Device.SourceID, d)) }
+		if inputs, err = actuator.NewInputs(cfg.Actuator, door, log, reg, onDoor); err != nil {
+			log.Error("door inputs", "err", err)
+			return 1
+		}
+	}
 
 	api, err := uploader.New(cfg.Incode, "kioskd/"+version, log, reg)
 	if err != nil {
@@ -183,6 +195,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// Sinks (the event log, the panel) are added to the recorder here.
 	rec := decision.NewRecorder(log, reg)
 	deps := agent.Deps{Camera: cam, Selector: sel, API: api, Door: door, Log: log, Reg: reg, Recorder: rec}
+	if evlog != nil {
+		// First, so that the event is on disk before anything else,
+		// the decision line included.
+		rec.AddSink(events.DecisionSink{Log: evlog})
+		deps.Events = evlog
+	}
 	if pnl != nil {
 		deps.Panel, deps.Credentials = pnl, creds
 	}
@@ -254,6 +272,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}()
 
 	g, gctx := errgroup.WithContext(runCtx)
+	for _, f := range forwarders {
+		g.Go(func() error { return f.Run(gctx) })
+	}
+	if evlog != nil {
+		g.Go(func() error { return evlog.RunRetention(gctx, time.Hour) })
+	}
+	if inputs != nil {
+		g.Go(func() error { return inputs.Run(gctx) })
+	}
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)

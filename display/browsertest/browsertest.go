@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,11 +70,20 @@ func OutDir(t testing.TB) string {
 	return dir
 }
 
+// Option changes how Open starts the browser.
+type Option func(*openOptions)
+
+type openOptions struct{ width, height int }
+
+// Size sets the window (and so the screenshot) to w×h CSS pixels, e.g.
+// 1080×1920 for a portrait kiosk screen; the default is 1280×800.
+func Size(w, h int) Option { return func(o *openOptions) { o.width, o.height = w, h } }
+
 // Open starts a fresh headless Chromium (its own profile, no network
 // services of its own) and loads url. Without a browser the test is
 // skipped, unless $CI is set, where it fails. Everything stops when the
 // test ends.
-func Open(t testing.TB, url string) *Page {
+func Open(t testing.TB, url string, options ...Option) *Page {
 	t.Helper()
 	path, err := ChromiumPath()
 	if err != nil {
@@ -80,6 +91,10 @@ func Open(t testing.TB, url string) *Page {
 			t.Fatalf("browsertest: %v; CI needs it: apt-get install -y chromium (scripts/install-deps.sh)", err)
 		}
 		t.Skipf("browsertest: %v; install it with apt-get install -y chromium (set CI=true to make this a failure)", err)
+	}
+	oo := openOptions{width: 1280, height: 800}
+	for _, o := range options {
+		o(&oo)
 	}
 	p := &Page{t: t}
 	// The flags keep Chromium from reaching for the network on its own
@@ -107,7 +122,7 @@ func Open(t testing.TB, url string) *Page {
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.Flag("mute-audio", true),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 800),
+		chromedp.WindowSize(oo.width, oo.height),
 		chromedp.CombinedOutput(&p.output),
 	}
 	base, cancelBase := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -133,7 +148,9 @@ func Open(t testing.TB, url string) *Page {
 			}
 		}
 	}()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+	// The window size includes no browser chrome in headless mode, but
+	// the viewport is set too so that the page sees exactly w×h.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(oo.width), int64(oo.height)), chromedp.Navigate(url)); err != nil {
 		t.Fatalf("browsertest: open %s: %v\nchromium said:\n%s", url, err, p.output.String())
 	}
 	return p
@@ -215,6 +232,22 @@ func (p *Page) Screenshot(path string) {
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		p.t.Fatalf("browsertest: screenshot: %v", err)
 	}
+}
+
+// ScreenshotImage saves the viewport as a PNG at path, like Screenshot, and
+// returns it decoded, for checks on its pixels.
+func (p *Page) ScreenshotImage(path string) image.Image {
+	p.t.Helper()
+	p.Screenshot(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		p.t.Fatalf("browsertest: screenshot: %v", err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		p.t.Fatalf("browsertest: screenshot %s: %v", path, err)
+	}
+	return img
 }
 
 // Problems are the console errors and uncaught exceptions seen so far,

@@ -119,6 +119,15 @@ func (b *bench) captureBenchmarks(ctx context.Context) error {
 		b.add("capture.longrun.rss_end", "capture (1 core)", "long run: RSS at end", l["rss_end_MB"], "MB", "", "")
 		b.add("capture.longrun.rss_growth", "capture (1 core)", "long run: RSS growth", l["rss_end_MB"]-l["rss_start_MB"], "MB", "<= 5", "")
 	}
+	res, err = b.goBench(ctx, "./agent/", "^BenchmarkSelfView$", "300x", true, 10*time.Minute)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	if l := res["BenchmarkSelfView"]; l != nil {
+		b.add("display.selfview.ms", "capture (1 core)", "self-view: 1280x720 frame to a 640x360 JPEG", l["ms/frame"], "ms", "", "")
+		b.add("display.selfview.cpu", "capture (1 core)", "self-view at 15 fps while a screen watches: share of a core", l["core_%_at_15fps"], "%", "<= 10", "")
+		b.add("display.selfview.kb", "capture (1 core)", "self-view frame size", l["KB/frame"], "KB", "", "")
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
