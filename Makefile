@@ -47,7 +47,7 @@ unit:
 
 # The race detector over the packages with goroutines of their own, in
 # short mode to keep make test fast.
-RACE_PKGS := ./agent/ ./decision/ ./queue/ ./uploader/ ./actuator/ ./display/ ./internal/httpserve/ ./internal/backoff/
+RACE_PKGS := ./agent/ ./decision/ ./queue/ ./uploader/ ./actuator/ ./display/ ./internal/httpserve/ ./internal/backoff/ ./panel/... ./credentials/
 race:
 	go test -race -short -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) $(RACE_PKGS)
 
