@@ -50,7 +50,7 @@ unit:
 # short mode to keep make test fast. The headless-browser test of the kiosk
 # page is left to the plain run: under the race detector Chromium's timing,
 # not kioskd's code, decides it.
-RACE_PKGS := ./agent/ ./decision/ ./queue/ ./uploader/ ./actuator/ ./display/ ./internal/httpserve/ ./internal/backoff/
+RACE_PKGS := ./agent/ ./decision/ ./queue/ ./uploader/ ./actuator/ ./display/ ./internal/httpserve/ ./internal/backoff/ ./panel/... ./credentials/
 race:
 	go test -race -short -tags matprofile -count=1 -timeout $(GO_TEST_TIMEOUT) -skip '^TestBrowser' $(RACE_PKGS)
 

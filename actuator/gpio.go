@@ -121,3 +121,13 @@ func listOrNone(s []string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// OpenLine finds one line of a gpiochip for another part of kioskd (the
+// panel's Wiegand lines), with the chip matching and errors of the outputs.
+func OpenLine(chip string, line int) (gpio.PinIO, error) {
+	d, err := openGPIO(config.Output{Chip: chip, Line: &line}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return d.pin, nil
+}

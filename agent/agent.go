@@ -100,6 +100,10 @@ type Deps struct {
 	Now      func() time.Time
 	// PreviewFPS > 0 publishes the self-view while a screen watches it.
 	PreviewFPS float64
+	// Panel, when set, decides a live PASS (see panel.go); Credentials is
+	// then required.
+	Panel       Panel
+	Credentials Credentials
 	// Recorder records every decision; New makes one on Reg when nil.
 	Recorder *decision.Recorder
 	// Events, when set, records lockouts (decisions reach it through
@@ -119,6 +123,7 @@ type Agent struct {
 	log *slog.Logger
 	now func() time.Time
 	m   *metrics
+	pm  *panelMetrics
 	rec *decision.Recorder
 
 	deliver *decision.Delivery
@@ -157,6 +162,9 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Panel != nil && d.Credentials == nil {
+		return nil, errors.New("agent: a panel needs credentials")
+	}
 	if d.Recorder == nil {
 		d.Recorder = decision.NewRecorder(d.Log, d.Reg)
 	}
@@ -166,6 +174,7 @@ func New(cfg *config.Config, d Deps) (*Agent, error) {
 		log:     d.Log,
 		now:     d.Now,
 		m:       newMetrics(d.Reg),
+		pm:      newPanelMetrics(d.Reg),
 		rec:     d.Recorder,
 		shots:   make(chan *capture.Shot, 1),
 		decided: make(chan decision.Outcome, 1),
@@ -450,6 +459,14 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) decision.Outcome
 
 	rec := decision.NewRecord(a.now(), a.cfg.Device, decision.KindLive, out, resp)
 	rec.CaptureID, rec.CapturedAt = id, shot.CapturedAt
+	if out.Unlock && a.d.Panel != nil {
+		// The panel decides and drives the strike (panel.go).
+		a.panelPass(ctx, shot, resp, rec, &t, extra)
+		if out.WakeDrainer {
+			a.wakeDrainer()
+		}
+		return out
+	}
 	t.actuator = a.timed(func() { a.signal(ctx, out, rec) })
 	rec.Latency = a.latency(shot)
 	u := display.Update{State: out.Screen}

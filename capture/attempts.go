@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/statefile"
 )
 
 // AttemptState is what the brute-force guard keeps across restarts: the
@@ -70,28 +70,7 @@ func (f *FileAttemptStore) Save(st AttemptState) error {
 	if err != nil {
 		return fmt.Errorf("save attempts: %w", err)
 	}
-	dir := filepath.Dir(f.path)
-	tmp, err := os.CreateTemp(dir, ".attempts-*.tmp")
-	if err != nil {
-		return fmt.Errorf("save attempts: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save attempts: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save attempts: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save attempts: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save attempts: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
+	if err := statefile.WritePrivate(f.path, b); err != nil {
 		return fmt.Errorf("save attempts: %w", err)
 	}
 	return nil

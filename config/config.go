@@ -32,6 +32,9 @@ type Config struct {
 	Metrics  Metrics  `yaml:"metrics"`
 	Log      Log      `yaml:"log"`
 
+	Panel       Panel       `yaml:"panel"`
+	Credentials Credentials `yaml:"credentials"`
+
 	// Path is the file the configuration was read from, if any.
 	Path string `yaml:"-"`
 	// Warnings are problems that do not stop kioskd from running.
@@ -102,6 +105,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	cfg.resolveSecrets(env, &problems)
 	problems = append(problems, cfg.Validate()...)
 	cfg.warnResolution()
+	cfg.warnPanel()
 	if len(problems) > 0 {
 		// check-config prints one line per problem; YAML errors quote
 		// values, which may hold line breaks.
@@ -179,6 +183,8 @@ func (c *Config) Validate() Problems {
 	c.Display.validate(&p)
 	c.Metrics.validate(&p)
 	c.Log.validate(&p)
+	c.Panel.validate(&p)
+	c.Credentials.validate(&p, c.Panel.Protocol)
 	checkFinite(&p, c)
 	checkBounds(&p, c)
 	checkHeaderValue(&p, "incode.api_key_file", c.Incode.APIKey)
@@ -257,6 +263,8 @@ func Default() *Config {
 	c.Display.defaults()
 	c.Metrics.defaults()
 	c.Log.defaults()
+	c.Panel.defaults()
+	c.Credentials.defaults()
 	return c
 }
 
@@ -351,6 +359,7 @@ func (c *Config) resolveSecrets(env Env, p *Problems) {
 	c.resolveStatePaths()
 	c.resolveQueueKey(env, p)
 	c.resolveEventSecrets(p)
+	c.resolveSCBK(env, p)
 }
 
 // minUploadSide is what Incode asks of a selfie's long side.

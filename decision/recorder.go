@@ -38,6 +38,15 @@ type Record struct {
 	IdentityID       string // from userinfo, when it was fetched
 	Name             string // the greeting name, when it was fetched
 
+	// With an access-control panel: what was sent and what it answered.
+	// PanelAnswer is empty without a panel; "not_sent" with PanelNotSent
+	// saying why when no credential went out.
+	PanelAnswer      string
+	PanelNotSent     string
+	CredentialFormat string
+	Credential       string // masked: format, facility, last digits
+	PanelWait        time.Duration
+
 	CaptureID  string    // the capture's Idempotency-Key
 	CapturedAt time.Time // frame time of the uploaded face
 	// Latency is face first seen → door signal for a live attempt, capture
@@ -132,6 +141,15 @@ func (r *Recorder) Record(ctx context.Context, rec Record, extra ...any) {
 	}
 	if rec.Mode == config.ModeAttendance {
 		attrs = append(attrs, "mode", config.ModeAttendance)
+	}
+	if rec.PanelAnswer != "" {
+		attrs = append(attrs, "panel_answer", rec.PanelAnswer)
+		if rec.PanelNotSent != "" {
+			attrs = append(attrs, "panel_not_sent", rec.PanelNotSent)
+		} else {
+			attrs = append(attrs, "panel_wait_ms", rec.PanelWait.Milliseconds(),
+				"credential_format", rec.CredentialFormat, "credential", rec.Credential)
+		}
 	}
 	attrs = append(attrs, extra...)
 	r.log.Info("decision", attrs...)

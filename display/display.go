@@ -36,6 +36,9 @@ type Update struct {
 	Name   string
 	Until  time.Time
 	Since  time.Time // checking: when the live attempt began
+	// Text, when set, is shown instead of the state's message: what an
+	// access-control panel sent the reader to show (osdp_TEXT).
+	Text string
 }
 
 // view is what the page receives: already-resolved text and nothing else,
@@ -215,7 +218,7 @@ func (s *Server) Publish(u Update) {
 }
 
 func same(a, b Update) bool {
-	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until) && a.Since.Equal(b.Since)
+	return a.State == b.State && a.Reason == b.Reason && a.Name == b.Name && a.Until.Equal(b.Until) && a.Since.Equal(b.Since) && a.Text == b.Text
 }
 
 // maxPreviewBytes keeps a bad caller from pinning large buffers.
@@ -329,6 +332,9 @@ func (s *Server) render(snap snapshot) view {
 			total := max(u.Until.Sub(u.Since).Milliseconds(), 1)
 			v.RemainingMS, v.TotalMS = &rem, &total
 		}
+	}
+	if u.Text != "" {
+		v.Text = u.Text
 	}
 	return v
 }

@@ -45,6 +45,9 @@ const (
 	ReasonRevoked      = "revoked"
 	ReasonNoCredential = "no_credential"
 	ReasonPanelRefused = "panel_refused"
+	// ReasonPanelNoAnswer: the panel did not answer in time, or is not
+	// talking to the reader.
+	ReasonPanelNoAnswer = "panel_no_answer"
 )
 
 // Valid reports whether s is one of the states above.

@@ -21,7 +21,7 @@ func (s DecisionSink) Record(ctx context.Context, r decision.Record) error {
 
 // FromDecision is the access event of a decision record.
 func FromDecision(r decision.Record) Event {
-	return Event{
+	e := Event{
 		Time:             r.Time,
 		Door:             r.Source,
 		Kind:             KindDecision,
@@ -35,5 +35,11 @@ func FromDecision(r decision.Record) Event {
 		Name:             r.Name,
 		LatencyMS:        r.Latency.Milliseconds(),
 		CaptureID:        r.CaptureID,
+		PanelAnswer:      r.PanelAnswer,
 	}
+	if r.Credential != "" {
+		// Already masked by the panel path: format, facility, last digits.
+		e.Credential = &Credential{Format: r.CredentialFormat, Number: r.Credential}
+	}
+	return e
 }

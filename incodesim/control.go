@@ -188,6 +188,21 @@ func (s *Sim) control(w http.ResponseWriter, r *http.Request) {
 		if allow(http.MethodPost) {
 			s.enroll(w, r)
 		}
+	case "/_sim/revoke":
+		// ?verificationId=ID revokes an identity, &restore=1 makes it ACTIVE again.
+		if allow(http.MethodPost) {
+			s.mu.Lock()
+			id := s.findVerificationLocked(r.URL.Query().Get("verificationId"))
+			if id != nil {
+				id.Revoked.Store(r.URL.Query().Get("restore") == "")
+			}
+			s.mu.Unlock()
+			if id == nil {
+				s.writeError(w, r, nil, http.StatusNotFound, "no identity with that verificationId")
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}
 	default:
 		s.writeError(w, r, nil, http.StatusNotFound, "no such control endpoint (see docs/incode-sim.md)")
 	}
@@ -325,8 +340,12 @@ func verificationDoc(id *identity) any {
 
 func userInfoDoc(id *identity) any {
 	ok := func(key, name, value string) checkDoc { return checkDoc{key, name, value, "OK"} }
+	status := "ACTIVE"
+	if id.Revoked.Load() {
+		status = "REVOKED"
+	}
 	return map[string]any{
-		"status":          "ACTIVE",
+		"status":          status,
 		"identityId":      id.VerificationID,
 		"name":            nameDoc{FullName: id.FullName, FirstName: id.FirstName, LastName: id.LastName},
 		"dateOfBirth":     "631152000000",

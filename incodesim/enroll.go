@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 )
@@ -36,6 +37,9 @@ type identity struct {
 	label  int
 	// img is the decoded picture until enrollFace has used it.
 	img image.Image
+	// Revoked makes userinfo report the identity as REVOKED
+	// (POST /_sim/revoke).
+	Revoked atomic.Bool
 }
 
 // enrollFace finds the face in the enrolled picture and adds it to the

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/credentials"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/internal/httpserve"
 )
@@ -64,6 +65,20 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if f := cfg.Metrics.WebConfigFile; f != "" {
 		if err := httpserve.CheckWebConfig(f); err != nil {
 			fmt.Fprintf(stderr, "%s: metrics.web_config_file: %v\n", cfg.Path, err)
+			return 2
+		}
+	}
+	// The credentials file is checked row by row, every bad row reported.
+	if cfg.Credentials.File != "" {
+		if _, err := credentials.NewResolver(cfg.Credentials, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
+			var p credentials.Problems
+			if errors.As(err, &p) {
+				for _, line := range p {
+					fmt.Fprintf(stderr, "%s: credentials.file %s: %s\n", cfg.Path, cfg.Credentials.File, line)
+				}
+			} else {
+				fmt.Fprintf(stderr, "%s: %v\n", cfg.Path, err)
+			}
 			return 2
 		}
 	}

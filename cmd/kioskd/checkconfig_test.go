@@ -122,6 +122,44 @@ actuator:
 		}
 	})
 
+	t.Run("the credentials file is checked row by row", func(t *testing.T) {
+		csv := write("credentials.csv", "identity,facility,card\nver-1,12,34567\nver-2,300,1\nver-1,1,1\n", 0o600)
+		key := write("scbk", "000102030405060708090a0b0c0d0e0f\n", 0o600)
+		p := write("panel.yaml", `
+device:
+  source_id: lobby-door-1
+  state_dir: `+dir+`/state
+incode:
+  base_url: https://api.incode.example
+camera:
+  source: /dev/video0
+panel:
+  protocol: osdp
+  osdp: {device: /dev/ttyUSB0, scbk_file: `+key+`}
+credentials:
+  file: `+csv+`
+`, 0o644)
+		r := runCheckConfig(t, bin, p, secrets...)
+		if r.code != 2 {
+			t.Fatalf("exit %d, want 2; stderr:\n%s", r.code, r.stderr)
+		}
+		got := lines(r.stderr)
+		if len(got) != 2 || !strings.Contains(got[0], "line 3: facility 300") || !strings.Contains(got[1], `line 4: identity "ver-1" already on line 2`) {
+			t.Fatalf("stderr:\n%s", r.stderr)
+		}
+		if strings.Contains(r.stderr, "0001020304") {
+			t.Fatal("the SCBK was printed")
+		}
+		write("credentials.csv", "identity,facility,card\nver-1,12,34567\n", 0o600)
+		if r := runCheckConfig(t, bin, p, secrets...); r.code != 0 {
+			t.Fatalf("exit %d, want 0; stderr:\n%s", r.code, r.stderr)
+		}
+		write("scbk", "not hex", 0o600)
+		if r := runCheckConfig(t, bin, p, secrets...); r.code != 2 || !strings.Contains(r.stderr, "panel.osdp.scbk_file: the key is not 32 hex digits") || strings.Contains(r.stderr, "not hex") {
+			t.Fatalf("bad SCBK: exit %d; stderr:\n%s", r.code, r.stderr)
+		}
+	})
+
 	t.Run("three mistakes exit 2 with one line each", func(t *testing.T) {
 		p := write("bad.yaml", `
 device:

@@ -14,15 +14,31 @@ type messageSetter interface {
 	SetMessages(language string, overrides map[string]string) error
 }
 
+// credentialsReloader is the credentials resolver's live-reload hook.
+type credentialsReloader interface {
+	Reload(cfg config.Credentials) error
+}
+
 // reload applies what can change without a restart — capture thresholds,
-// display messages, the log level — and says what it could not apply.
-func reload(log *slog.Logger, lvl *slog.LevelVar, old *config.Config, ag *agent.Agent, disp messageSetter) *config.Config {
+// display messages, the log level, the credentials file — and says what it
+// could not apply.
+func reload(log *slog.Logger, lvl *slog.LevelVar, old *config.Config, ag *agent.Agent, disp messageSetter, creds credentialsReloader) *config.Config {
 	fresh, err := config.Load(old.Path, nil)
 	if err != nil {
 		log.Error("reload: configuration not applied", "err", err)
 		return old
 	}
 	applied := []string{}
+	// The credentials file is read again even when its name did not change:
+	// a SIGHUP is how an integrator says its rows changed.
+	if creds != nil && (fresh.Credentials.File != "" || !reflect.DeepEqual(fresh.Credentials, old.Credentials)) {
+		if err := creds.Reload(fresh.Credentials); err != nil {
+			log.Error("reload: credentials not applied; the previous ones stay in force", "err", err)
+			fresh.Credentials = old.Credentials
+		} else {
+			applied = append(applied, "credentials")
+		}
+	}
 	if fresh.Log.Level != old.Log.Level {
 		lvl.Set(logging.ParseLevel(fresh.Log.Level))
 		applied = append(applied, "log.level")
@@ -60,6 +76,7 @@ func reload(log *slog.Logger, lvl *slog.LevelVar, old *config.Config, ag *agent.
 		{"queue", old.Queue, fresh.Queue},
 		{"actuator", old.Actuator, fresh.Actuator},
 		{"metrics", old.Metrics, fresh.Metrics},
+		{"panel", old.Panel, fresh.Panel},
 		{"log.format", old.Log.Format, fresh.Log.Format},
 	}
 	for _, s := range sections {
@@ -75,6 +92,7 @@ func reload(log *slog.Logger, lvl *slog.LevelVar, old *config.Config, ag *agent.
 	// reload compares against what is really in force.
 	fresh.Device, fresh.Incode, fresh.Camera, fresh.Queue = old.Device, old.Incode, old.Camera, old.Queue
 	fresh.Actuator, fresh.Metrics, fresh.Log.Format = old.Actuator, old.Metrics, old.Log.Format
+	fresh.Panel = old.Panel
 	if disp == nil {
 		fresh.Display = old.Display
 	} else {

@@ -24,6 +24,7 @@ import (
 	"github.com/kioskd/kioskd/camera"
 	"github.com/kioskd/kioskd/capture"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/credentials"
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/events"
@@ -31,6 +32,7 @@ import (
 	"github.com/kioskd/kioskd/internal/httpserve"
 	"github.com/kioskd/kioskd/internal/logging"
 	"github.com/kioskd/kioskd/internal/sdnotify"
+	"github.com/kioskd/kioskd/panel"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -174,6 +176,24 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if attempts != nil {
 		selOpts = append(selOpts, capture.WithAttemptStore(attempts))
 	}
+	creds, err := credentials.NewResolver(cfg.Credentials, log, reg)
+	if err != nil {
+		log.Error("credentials", "err", err)
+		return 1
+	}
+	// The panel's texts go to the screen through the agent, made below and
+	// set before the panel's goroutine starts.
+	var ag *agent.Agent
+	pnl, err := panel.New(cfg.Panel, log, reg, panel.WithGPIO(actuator.OpenLine),
+		panel.WithText(func(t panel.Text) { ag.PanelText(t) }))
+	if err != nil {
+		log.Error("panel", "err", err)
+		return 1
+	}
+	if pnl != nil {
+		defer pnl.Close()
+	}
+
 	sel, err := capture.New(cfg.Capture, log, reg, selOpts...)
 	if err != nil {
 		log.Error("capture", "err", err)
@@ -189,6 +209,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// the decision line included.
 		rec.AddSink(events.DecisionSink{Log: evlog})
 		deps.Events = evlog
+	}
+	if pnl != nil {
+		deps.Panel, deps.Credentials = pnl, creds
 	}
 	if disp != nil {
 		deps.Display = disp
@@ -222,7 +245,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		deps.Queue = q
 		queueOK = q.Err
 	}
-	ag, err := agent.New(cfg, deps)
+	ag, err = agent.New(cfg, deps)
 	if err != nil {
 		log.Error("agent", "err", err)
 		return 1
@@ -282,7 +305,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return nil
 			case <-hups:
 				notifier.Status("reloading")
-				current = reload(log, lvl, current, ag, ms)
+				current = reload(log, lvl, current, ag, ms, creds)
 				notifier.Status(fmt.Sprintf("watching %s as %s", cfg.Camera.Source, cfg.Device.SourceID))
 			}
 		}
@@ -299,6 +322,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if disp != nil {
 		g.Go(func() error { return disp.Run(gctx) })
+	}
+	if pnl != nil {
+		g.Go(func() error { return pnl.Run(gctx) })
 	}
 	g.Go(func() error {
 		return notifier.Watchdog(gctx, func(maxAge time.Duration) bool {
