@@ -15,6 +15,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
 // ErrClosed is returned by Pass and Fail after Close.
@@ -28,29 +29,11 @@ type Event struct {
 	AuthenticationID string
 }
 
-// Clock schedules the ends of pulses and buzzer steps. The timers belong to
-// the Bank, not to the caller, so a pulse ends on time even when the caller
-// is stuck.
-type Clock interface {
-	Now() time.Time
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is a scheduled call that can be cancelled; *time.Timer is one.
-type Timer interface {
-	Stop() bool
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                            { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-
 // Option changes how New builds a Bank (tests).
 type Option func(*options)
 
 type options struct {
-	clock Clock
+	clock clock.Clock
 	pins  map[string]gpio.PinIO
 }
 
@@ -60,8 +43,10 @@ func WithPin(name string, p gpio.PinIO) Option {
 	return func(o *options) { o.pins[name] = p }
 }
 
-// WithClock replaces the real clock (tests advance a manual one).
-func WithClock(c Clock) Option {
+// WithClock replaces the real clock (tests advance a clock.Fake). The
+// Bank's and the inputs' timers belong to them, not to the caller, so a
+// pulse ends on time even when the caller is stuck.
+func WithClock(c clock.Clock) Option {
 	return func(o *options) { o.clock = c }
 }
 
@@ -95,7 +80,7 @@ type output struct {
 
 	on    bool   // as last commanded
 	gen   uint64 // bumped on every change so that stale timers do nothing
-	timer Timer
+	timer clock.Stopper
 
 	busyWant chan bool // busy event outputs: latest wanted state for the worker
 }
@@ -103,7 +88,7 @@ type output struct {
 // Bank is every configured output. Its methods are safe for concurrent use.
 type Bank struct {
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 
 	unlocks  prometheus.Counter
 	errs     *prometheus.CounterVec
@@ -124,7 +109,7 @@ type Bank struct {
 // New opens every output, drives them all off (the door locked) and
 // returns the Bank. An output that cannot start is an error naming it.
 func New(cfg config.Actuator, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Bank, error) {
-	o := options{clock: realClock{}, pins: map[string]gpio.PinIO{}}
+	o := options{clock: clock.Real(), pins: map[string]gpio.PinIO{}}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskd/kioskd/actuator"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
 func line(n int) *int { return &n }
@@ -25,16 +26,16 @@ var pass = actuator.Event{Result: "PASS", Source: "lobby-door-1", Authentication
 
 type rig struct {
 	bank  *actuator.Bank
-	clock *manualClock
+	clock *clock.Fake
 	reg   *prometheus.Registry
 	pins  map[string]*testPin
 }
 
-// newRig builds a Bank on a manual clock with a gpiotest pin for every
+// newRig builds a Bank on a fake clock with a gpiotest pin for every
 // gpio output; pins start at initial, as if a crash had left them there.
 func newRig(t *testing.T, outputs []config.Output, initial gpio.Level) *rig {
 	t.Helper()
-	r := &rig{clock: newManualClock(), reg: prometheus.NewRegistry(), pins: map[string]*testPin{}}
+	r := &rig{clock: newClock(), reg: prometheus.NewRegistry(), pins: map[string]*testPin{}}
 	opts := []actuator.Option{actuator.WithClock(r.clock)}
 	for _, o := range outputs {
 		if o.Driver == "gpio" {
@@ -65,7 +66,7 @@ func TestLockedAtStart(t *testing.T) {
 		gpioOut("amber", "busy", 0),
 	}
 	// Every line is left "on" as a crashed previous run could leave it.
-	r := &rig{clock: newManualClock(), reg: prometheus.NewRegistry(), pins: map[string]*testPin{}}
+	r := &rig{clock: newClock(), reg: prometheus.NewRegistry(), pins: map[string]*testPin{}}
 	opts := []actuator.Option{actuator.WithClock(r.clock)}
 	for _, o := range outs {
 		on := gpio.High
@@ -138,7 +139,7 @@ func TestPulseLength(t *testing.T) {
 	if want := []gpio.Level{gpio.Low, gpio.High, gpio.Low}; !slices.Equal(r.pins["door"].history(), want) {
 		t.Errorf("door writes = %v, want %v", r.pins["door"].history(), want)
 	}
-	if n := r.clock.pending(); n != 0 {
+	if n := r.clock.Pending(); n != 0 {
 		t.Errorf("%d timers still pending after the pulse", n)
 	}
 }
@@ -186,7 +187,7 @@ func TestSecondPassExtendsPulse(t *testing.T) {
 	if want := []gpio.Level{gpio.Low, gpio.High, gpio.High, gpio.Low}; !slices.Equal(h, want) {
 		t.Errorf("door writes = %v, want %v", h, want)
 	}
-	if n := r.clock.pending(); n != 0 {
+	if n := r.clock.Pending(); n != 0 {
 		t.Errorf("%d timers pending: pulses stacked", n)
 	}
 	if v := metric(t, r.reg, "kioskd_actuator_unlocks_total"); v != 2 {
@@ -265,7 +266,7 @@ func TestRelockOnDriverError(t *testing.T) {
 	if v := metric(t, r.reg, "kioskd_actuator_unlocks_total"); v != 0 {
 		t.Errorf("unlocks_total = %v after a failed unlock, want 0", v)
 	}
-	if n := r.clock.pending(); n != 0 {
+	if n := r.clock.Pending(); n != 0 {
 		t.Errorf("%d pulse timers left after the relock", n)
 	}
 }
@@ -333,7 +334,7 @@ func TestCloseMidPulseRelocks(t *testing.T) {
 			t.Errorf("%s still on after Close", name)
 		}
 	}
-	if n := r.clock.pending(); n != 0 {
+	if n := r.clock.Pending(); n != 0 {
 		t.Errorf("%d timers pending after Close", n)
 	}
 	if err := r.bank.Pass(ctx, pass); !errors.Is(err, actuator.ErrClosed) {
@@ -423,7 +424,7 @@ func TestBuzzerPatterns(t *testing.T) {
 	if want := []gpio.Level{gpio.High, gpio.Low, gpio.High, gpio.Low}; !slices.Equal(levels, want) {
 		t.Fatalf("FAIL pattern levels = %v, want %v", levels, want)
 	}
-	if n := r.clock.pending(); n != 0 {
+	if n := r.clock.Pending(); n != 0 {
 		t.Errorf("%d buzzer timers left", n)
 	}
 }
@@ -469,7 +470,7 @@ func TestLogDriver(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b, err := actuator.New(config.Actuator{Outputs: []config.Output{
 		{Name: "dry", Role: "unlock", Driver: "log", Pulse: time.Second},
-	}}, discard(), reg, actuator.WithClock(newManualClock()))
+	}}, discard(), reg, actuator.WithClock(newClock()))
 	if err != nil {
 		t.Fatal(err)
 	}

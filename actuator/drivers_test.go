@@ -117,7 +117,7 @@ func TestExecFailureRelocksDoor(t *testing.T) {
 	b, err := actuator.New(config.Actuator{Outputs: []config.Output{
 		gpioOut("door", "unlock", 3*time.Second),
 		{Name: "hook", Role: "unlock", Driver: "exec", Command: []string{hook}, Pulse: 3 * time.Second},
-	}}, discard(), reg, actuator.WithPin("door", p), actuator.WithClock(newManualClock()))
+	}}, discard(), reg, actuator.WithPin("door", p), actuator.WithClock(newClock()))
 	if err != nil {
 		t.Fatal(err)
 	}

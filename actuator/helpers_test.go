@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -13,92 +12,13 @@ import (
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
-	"github.com/kioskd/kioskd/actuator"
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
-// manualClock fires timers only when the test advances it.
-type manualClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*manualTimer
-	added  chan struct{} // one value per AfterFunc, if the test listens
-}
-
-type manualTimer struct {
-	c       *manualClock
-	at      time.Time
-	f       func()
-	stopped bool
-	fired   bool
-}
-
-func newManualClock() *manualClock {
-	return &manualClock{now: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) AfterFunc(d time.Duration, f func()) actuator.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &manualTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	if c.added != nil {
-		c.added <- struct{}{}
-	}
-	return t
-}
-
-func (t *manualTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.stopped && !t.fired
-	t.stopped = true
-	return was
-}
-
-// pending counts timers that have neither fired nor been stopped.
-func (c *manualClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if !t.stopped && !t.fired {
-			n++
-		}
-	}
-	return n
-}
-
-// Advance moves time forward by d, running due timers in order (and the
-// timers they schedule) in the calling goroutine.
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	target := c.now.Add(d)
-	for {
-		sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
-		var next *manualTimer
-		for _, t := range c.timers {
-			if !t.stopped && !t.fired && !t.at.After(target) {
-				next = t
-				break
-			}
-		}
-		if next == nil {
-			c.now = target
-			c.mu.Unlock()
-			return
-		}
-		c.now = next.at
-		next.fired = true
-		c.mu.Unlock()
-		next.f()
-		c.mu.Lock()
-	}
+// newClock is the fake clock every actuator test runs on: timers fire only
+// when the test advances it.
+func newClock() *clock.Fake {
+	return clock.NewFake(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
 }
 
 // testPin is a gpiotest pin that records every write and fails on cue.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/internal/backoff"
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
 // httpDriver POSTs each activation as JSON to a door controller.
@@ -21,11 +22,11 @@ type httpDriver struct {
 	where   string // the URL without credentials or query, for errors
 	timeout time.Duration
 	retries int
-	clock   Clock
+	clock   clock.Clock
 	client  *http.Client
 }
 
-func newHTTPDriver(o config.Output, clock Clock) *httpDriver {
+func newHTTPDriver(o config.Output, clk clock.Clock) *httpDriver {
 	where := o.URL
 	if u, err := url.Parse(o.URL); err == nil {
 		where = u.Scheme + "://" + u.Host + u.Path
@@ -36,7 +37,7 @@ func newHTTPDriver(o config.Output, clock Clock) *httpDriver {
 		where:   where,
 		timeout: o.Timeout,
 		retries: o.RetryCount(),
-		clock:   clock,
+		clock:   clk,
 		client: &http.Client{
 			Transport: tr,
 			// A redirected POST is a misconfiguration, not something to follow.

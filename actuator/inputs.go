@@ -12,6 +12,7 @@ import (
 	"periph.io/x/host/v3/gpioioctl"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
 // DoorEventKind is what the door inputs saw.
@@ -48,7 +49,7 @@ type Inputs struct {
 	cfg     config.Actuator
 	bank    *Bank
 	log     *slog.Logger
-	clock   Clock
+	clock   clock.Clock
 	onEvent func(DoorEvent)
 	pins    map[string]gpio.PinIO
 
@@ -58,7 +59,7 @@ type Inputs struct {
 	openedAt  time.Time
 	exitUntil time.Time
 	alarm     bool
-	heldTimer Timer
+	heldTimer clock.Stopper
 	heldGen   uint64
 	queue     []DoorEvent
 	notify    chan struct{}
@@ -75,14 +76,14 @@ type input struct {
 	pin    gpio.PinIO
 	active bool // debounced
 	gen    uint64
-	timer  Timer
+	timer  clock.Stopper
 }
 
 // NewInputs opens the configured inputs (WithPin gives test pins, WithClock
-// a manual clock) and reads their current levels; Run watches them.
+// a clock.Fake) and reads their current levels; Run watches them.
 // onEvent receives every door event in order, from Run's goroutine.
 func NewInputs(cfg config.Actuator, bank *Bank, log *slog.Logger, reg prometheus.Registerer, onEvent func(DoorEvent), opts ...Option) (*Inputs, error) {
-	o := options{clock: realClock{}, pins: map[string]gpio.PinIO{}}
+	o := options{clock: clock.Real(), pins: map[string]gpio.PinIO{}}
 	for _, opt := range opts {
 		opt(&o)
 	}

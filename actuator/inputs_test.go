@@ -11,13 +11,14 @@ import (
 
 	"github.com/kioskd/kioskd/actuator"
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/clock"
 )
 
 type doorRig struct {
 	t      *testing.T
 	bank   *actuator.Bank
 	in     *actuator.Inputs
-	clock  *manualClock
+	clock  *clock.Fake
 	reg    *prometheus.Registry
 	door   *testPin
 	buzz   *testPin
@@ -28,14 +29,10 @@ type doorRig struct {
 
 // newDoorRig is a door with a strike, a buzzer, a position switch (active
 // high: high is open) and an exit button (active low, as a button to
-// ground is wired), all on test pins and a manual clock.
+// ground is wired), all on test pins and a fake clock.
 func newDoorRig(t *testing.T) *doorRig {
 	t.Helper()
-	clk := newManualClock()
-	// Timers set from the test goroutine (pulses, held open) are taken
-	// from here too, so the channel has room for them.
-	clk.added = make(chan struct{}, 64)
-	r := &doorRig{t: t, clock: clk, reg: prometheus.NewRegistry(),
+	r := &doorRig{t: t, clock: newClock(), reg: prometheus.NewRegistry(),
 		door: newPin("door", gpio.Low), buzz: newPin("buzz", gpio.Low),
 		pos:    &gpiotest.Pin{N: "pos", L: gpio.Low, EdgesChan: make(chan gpio.Level)},
 		rex:    &gpiotest.Pin{N: "rex", EdgesChan: make(chan gpio.Level)},
@@ -77,12 +74,12 @@ func newDoorRig(t *testing.T) *doorRig {
 func (r *doorRig) edge(p *gpiotest.Pin, l gpio.Level) {
 	r.t.Helper()
 	// Forget the timers the test goroutine itself has set.
-	for len(r.clock.added) > 0 {
-		<-r.clock.added
+	for len(r.clock.Armed()) > 0 {
+		<-r.clock.Armed()
 	}
 	p.EdgesChan <- l
 	select {
-	case <-r.clock.added:
+	case <-r.clock.Armed():
 	case <-time.After(5 * time.Second):
 		r.t.Fatal("the input did not take the edge")
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/kioskd/kioskd/decision"
 	"github.com/kioskd/kioskd/display"
 	"github.com/kioskd/kioskd/events"
+	"github.com/kioskd/kioskd/internal/idkey"
 	"github.com/kioskd/kioskd/queue"
 	"github.com/kioskd/kioskd/uploader"
 )
@@ -437,7 +438,7 @@ func (a *Agent) decide(ctx context.Context, shot *capture.Shot) decision.Outcome
 	a.d.Door.Busy(true)
 	defer a.d.Door.Busy(false)
 
-	id := uploader.NewIdempotencyKey()
+	id := idkey.New()
 	liveCtx, cancel := context.WithTimeout(ctx, a.cfg.Incode.LiveTimeout)
 	defer cancel()
 	var t timing

@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -205,18 +204,6 @@ func (s *sealer) open(blob, ad []byte) ([]byte, error) {
 var keyCheckPlain = []byte("kioskd queue key check v1")
 
 func blobAD(seq uint64, id string) []byte { return append(seqKey(seq), id...) }
-
-// newID returns a random UUIDv4, the item's idempotency key.
-func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("item id: %w", err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
-}
 
 // validID accepts what can travel as an Idempotency-Key header value.
 func validID(id string) bool {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/clock"
 	"github.com/kioskd/kioskd/queue"
 )
 
@@ -63,7 +64,7 @@ func (s *scripted) none(t *testing.T) {
 type drainerRig struct {
 	q   *queue.Queue
 	d   *queue.Drainer
-	clk *fakeClock
+	clk *clock.Fake
 	s   *scripted
 	reg *prometheus.Registry
 }
@@ -72,7 +73,7 @@ type drainerRig struct {
 func startDrainer(t *testing.T, cfg config.Queue, setup func(q *queue.Queue), opts ...queue.Option) *drainerRig {
 	t.Helper()
 	clk := newFakeClock()
-	q, reg := open(t, cfg, clk.options()...)
+	q, reg := open(t, cfg, clockOptions(clk)...)
 	if setup != nil {
 		setup(q)
 	}
@@ -119,7 +120,7 @@ func TestDrainerDeliversInOrder(t *testing.T) {
 		}
 		r.s.results <- nil
 	}
-	r.clk.waitTimer(t) // idle
+	waitTimer(t, r.clk) // idle
 	if st, _ := r.q.Stats(); st.Depth != 0 {
 		t.Fatalf("depth %d after every delivery was acknowledged", st.Depth)
 	}
@@ -136,7 +137,7 @@ func TestDrainerBacksOffWithoutHammering(t *testing.T) {
 
 	first := r.s.next(t)
 	r.s.results <- errors.New("server_error: 503")
-	wait := r.clk.waitTimer(t)
+	wait := waitTimer(t, r.clk)
 	if wait < 5*time.Second || wait > 10*time.Second {
 		t.Fatalf("the drainer waits %s after a failure, want within backoff_min's jitter [5s, 10s]", wait)
 	}
@@ -149,7 +150,7 @@ func TestDrainerBacksOffWithoutHammering(t *testing.T) {
 		t.Fatalf("retry: %v, want seq %d with one attempt recorded", again, first.Seq)
 	}
 	r.s.results <- errors.New("server_error: 503")
-	wait2 := r.clk.waitTimer(t)
+	wait2 := waitTimer(t, r.clk)
 	if wait2 < 10*time.Second || wait2 > 20*time.Second {
 		t.Fatalf("second wait %s, want within [10s, 20s]", wait2)
 	}
@@ -163,7 +164,7 @@ func TestDrainerBacksOffWithoutHammering(t *testing.T) {
 		t.Fatalf("after recovery: %v, want seq %d", got, all[1].Seq)
 	}
 	r.s.results <- nil
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	if v := metricValue(t, r.reg, "kioskd_queue_delivery_failures_total", "kind", "retryable"); v != 2 {
 		t.Errorf("retryable failures = %v", v)
 	}
@@ -178,7 +179,7 @@ func TestDrainerDeadLettersPermanentFailures(t *testing.T) {
 		t.Fatalf("after a permanent failure: %v, want the next item at once", got)
 	}
 	r.s.results <- nil
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	dead, _ := r.q.List(true)
 	if len(dead) != 1 || dead[0].Seq != all[0].Seq || dead[0].LastError != "bad_request: 400" {
 		t.Fatalf("dead letters %v", dead)
@@ -195,17 +196,17 @@ func TestDrainerGivesUpAfterMaxAttempts(t *testing.T) {
 	r := startDrainer(t, cfg, func(q *queue.Queue) { all = items(t, q, 2) })
 	r.s.next(t)
 	r.s.results <- errors.New("timeout")
-	r.clk.Advance(r.clk.waitTimer(t))
+	r.clk.Advance(waitTimer(t, r.clk))
 	r.s.next(t)
 	r.s.results <- errors.New("timeout")
 	// The head is dead-lettered; the drainer still backs off once before
 	// the next item, as the service has not answered.
-	r.clk.Advance(r.clk.waitTimer(t))
+	r.clk.Advance(waitTimer(t, r.clk))
 	if got := r.s.next(t); got.Seq != all[1].Seq {
 		t.Fatalf("got %v, want seq %d", got, all[1].Seq)
 	}
 	r.s.results <- nil
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	if v := metricValue(t, r.reg, "kioskd_queue_drops_total", "reason", "max_attempts"); v != 1 {
 		t.Errorf("drops{max_attempts} = %v", v)
 	}
@@ -217,7 +218,7 @@ func TestDrainerWake(t *testing.T) {
 	r := startDrainer(t, cfg, func(q *queue.Queue) { items(t, q, 1) })
 	r.s.next(t)
 	r.s.results <- errors.New("transport")
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	r.s.none(t)
 	// A live attempt just succeeded: try now, long before the backoff ends.
 	r.d.Wake()
@@ -226,7 +227,7 @@ func TestDrainerWake(t *testing.T) {
 		t.Fatalf("woken delivery %v", got)
 	}
 	r.s.results <- nil
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	if st, _ := r.q.Stats(); st.Depth != 0 {
 		t.Fatalf("depth %d", st.Depth)
 	}
@@ -234,7 +235,7 @@ func TestDrainerWake(t *testing.T) {
 
 func TestDrainerPicksUpNewItems(t *testing.T) {
 	r := startDrainer(t, testConfig(t), nil)
-	r.clk.waitTimer(t) // idle on an empty queue
+	waitTimer(t, r.clk) // idle on an empty queue
 	it := enqueue(t, r.q, queue.Item{JPEG: fakeJPEG(100, 1)})
 	if got := r.s.next(t); got.Seq != it.Seq {
 		t.Fatalf("got %v", got)
@@ -249,11 +250,11 @@ func TestDrainerAppliesTTL(t *testing.T) {
 	r := startDrainer(t, cfg, func(q *queue.Queue) { items(t, q, 1) })
 	r.s.next(t)
 	r.s.results <- errors.New("transport")
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	// The service stays down past the TTL: the face is deleted undelivered,
 	// with no further attempt once it has expired.
 	r.clk.Advance(61 * time.Minute)
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	r.s.none(t)
 	if v := metricValue(t, r.reg, "kioskd_queue_drops_total", "reason", "ttl"); v != 1 {
 		t.Errorf("drops{ttl} = %v", v)
@@ -270,12 +271,12 @@ func TestDrainerProgressAndAgeGauge(t *testing.T) {
 	start := r.clk.Now()
 	r.s.next(t)
 	r.s.results <- errors.New("transport")
-	beat := r.clk.waitTimer(t)
+	beat := waitTimer(t, r.clk)
 	if beat != 5*time.Second {
 		t.Fatalf("idle wait %s, want the 5s heartbeat", beat)
 	}
 	r.clk.Advance(beat)
-	r.clk.waitTimer(t)
+	waitTimer(t, r.clk)
 	if p := r.d.Progress(); !p.Equal(start.Add(beat)) {
 		t.Errorf("Progress = %s, want %s", p, start.Add(beat))
 	}
@@ -286,7 +287,7 @@ func TestDrainerProgressAndAgeGauge(t *testing.T) {
 
 func TestDrainerStopsMidDelivery(t *testing.T) {
 	clk := newFakeClock()
-	q, reg := open(t, testConfig(t), clk.options()...)
+	q, reg := open(t, testConfig(t), clockOptions(clk)...)
 	it := enqueue(t, q, queue.Item{JPEG: fakeJPEG(100, 1)})
 	s := newScripted()
 	d := queue.NewDrainer(q, s.deliver, quiet(), reg)
@@ -315,7 +316,7 @@ func TestDrainerStopsMidDelivery(t *testing.T) {
 
 func TestDrainOnce(t *testing.T) {
 	clk := newFakeClock()
-	q, reg := open(t, testConfig(t), clk.options()...)
+	q, reg := open(t, testConfig(t), clockOptions(clk)...)
 	all := items(t, q, 4)
 	// Not due for an hour: drain delivers it anyway.
 	if err := q.RetryLater(all[0].Seq, "x"); err != nil {
@@ -326,7 +327,7 @@ func TestDrainOnce(t *testing.T) {
 	d := queue.NewDrainer(q, func(_ context.Context, it queue.Item) error {
 		seen = append(seen, it.Seq)
 		return results[it.Seq]
-	}, quiet(), reg, clk.options()...)
+	}, quiet(), reg, clockOptions(clk)...)
 	var reported int
 	sum, err := d.Drain(context.Background(), func(queue.Item, error) { reported++ })
 	if err != nil {
@@ -379,7 +380,7 @@ func TestDrainerOverHTTP(t *testing.T) {
 
 	clk := newFakeClock()
 	cfg := testConfig(t)
-	q, reg := open(t, cfg, clk.options()...)
+	q, reg := open(t, cfg, clockOptions(clk)...)
 	photos := map[string][]byte{}
 	for _, name := range []string{"chelsea.jpg", "coffee.jpg"} {
 		it := enqueue(t, q, queue.Item{JPEG: testJPEG(t, name)})
@@ -394,7 +395,7 @@ func TestDrainerOverHTTP(t *testing.T) {
 		<-done
 	}()
 	for range 2 {
-		clk.Advance(clk.waitTimer(t))
+		clk.Advance(waitTimer(t, clk))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

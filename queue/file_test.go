@@ -160,7 +160,7 @@ func TestDeletedFacesLeaveTheFile(t *testing.T) {
 	setup := func(t *testing.T) (*queue.Queue, string) {
 		cfg := testConfig(t)
 		cfg.TTL = time.Hour
-		q, _ := open(t, cfg, append(clk.options(), queue.WithWipeInterval(5*time.Minute))...)
+		q, _ := open(t, cfg, append(clockOptions(clk), queue.WithWipeInterval(5*time.Minute))...)
 		return q, cfg.Path
 	}
 	t.Run("ack", func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestDeletedFacesLeaveTheFile(t *testing.T) {
 	t.Run("overflow", func(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.TTL, cfg.MaxItems = time.Hour, 2
-		q, _ := open(t, cfg, append(clk.options(), queue.WithWipeInterval(5*time.Minute))...)
+		q, _ := open(t, cfg, append(clockOptions(clk), queue.WithWipeInterval(5*time.Minute))...)
 		gone := fakeJPEG(20<<10, 6)
 		enqueue(t, q, queue.Item{JPEG: gone})
 		enqueue(t, q, queue.Item{JPEG: fakeJPEG(20<<10, 7)})

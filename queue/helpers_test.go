@@ -16,93 +16,28 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kioskd/kioskd/config"
+	"github.com/kioskd/kioskd/internal/clock"
 	"github.com/kioskd/kioskd/queue"
 )
 
-// fakeClock drives the queue's and the drainer's time. Timers fire when
-// Advance passes their deadline; every new timer is announced on created,
-// which tells a test that the drainer has gone to sleep.
-type fakeClock struct {
-	mu      sync.Mutex
-	t       time.Time
-	timers  []*fakeTimer
-	created chan time.Duration
+// newFakeClock drives the queue's and the drainer's time: timers fire when
+// Advance passes their deadline, and every new timer is announced on
+// Armed, which tells a test that the drainer has gone to sleep.
+func newFakeClock() *clock.Fake {
+	return clock.NewFake(time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC))
 }
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC), created: make(chan time.Duration, 1000)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) queue.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: make(chan time.Time, 1), at: c.t.Add(d)}
-	if d <= 0 {
-		t.c <- c.t
-		t.fired = true
-	} else {
-		c.timers = append(c.timers, t)
-	}
-	select {
-	case c.created <- d:
-	default:
-	}
-	return t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	kept := c.timers[:0]
-	for _, t := range c.timers {
-		t.mu.Lock()
-		switch {
-		case t.stopped:
-		case !t.at.After(c.t):
-			t.fired = true
-			t.c <- c.t
-		default:
-			kept = append(kept, t)
-		}
-		t.mu.Unlock()
-	}
-	c.timers = kept
-}
-
-func (c *fakeClock) options() []queue.Option {
+// clockOptions runs a Queue or Drainer on c.
+func clockOptions(c *clock.Fake) []queue.Option {
 	return []queue.Option{queue.WithClock(c.Now), queue.WithTimer(c.NewTimer)}
-}
-
-type fakeTimer struct {
-	mu             sync.Mutex
-	c              chan time.Time
-	at             time.Time
-	stopped, fired bool
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-
-func (t *fakeTimer) Stop() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	was := !t.stopped && !t.fired
-	t.stopped = true
-	return was
 }
 
 // waitTimer waits until the drainer arms a timer, i.e. has nothing to do
 // until then, and returns its duration.
-func (c *fakeClock) waitTimer(t *testing.T) time.Duration {
+func waitTimer(t *testing.T, c *clock.Fake) time.Duration {
 	t.Helper()
 	select {
-	case d := <-c.created:
+	case d := <-c.Armed():
 		return d
 	case <-time.After(10 * time.Second):
 		t.Fatal("the drainer never went to sleep")

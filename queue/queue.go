@@ -26,6 +26,7 @@ import (
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/internal/backoff"
+	"github.com/kioskd/kioskd/internal/idkey"
 	"github.com/kioskd/kioskd/queue/qfile"
 )
 
@@ -361,11 +362,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item) (Item, error) {
 		return Item{}, errors.New("enqueue: empty image")
 	}
 	if it.ID == "" {
-		id, err := newID()
-		if err != nil {
-			return Item{}, fmt.Errorf("enqueue: %w", err)
-		}
-		it.ID = id
+		it.ID = idkey.New()
 	} else if !validID(it.ID) {
 		return Item{}, errors.New("enqueue: item id must be 1 to 128 printable ASCII characters without spaces")
 	}

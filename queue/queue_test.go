@@ -23,7 +23,7 @@ var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89a
 func TestEnqueueLeaseAck(t *testing.T) {
 	clk := newFakeClock()
 	cfg := testConfig(t)
-	q, reg := open(t, cfg, clk.options()...)
+	q, reg := open(t, cfg, clockOptions(clk)...)
 
 	photo := testJPEG(t, "chelsea.jpg")
 	a := enqueue(t, q, queue.Item{JPEG: photo, Source: "door-1", CapturedAt: clk.Now().Add(-2 * time.Second)})
@@ -118,7 +118,7 @@ func TestEnqueueRejects(t *testing.T) {
 
 func TestLeaseHonoursDueTimes(t *testing.T) {
 	clk := newFakeClock()
-	q, _ := open(t, testConfig(t), clk.options()...)
+	q, _ := open(t, testConfig(t), clockOptions(clk)...)
 	later := enqueue(t, q, queue.Item{JPEG: fakeJPEG(100, 1), NextAttempt: clk.Now().Add(time.Minute)})
 	now := enqueue(t, q, queue.Item{JPEG: fakeJPEG(100, 2)})
 
@@ -141,7 +141,7 @@ func TestRetryLaterBacksOffAndDeadLetters(t *testing.T) {
 	cfg.BackoffMin = time.Second
 	cfg.BackoffMax = 8 * time.Second
 	cfg.MaxAttempts = 6
-	q, reg := open(t, cfg, append(clk.options(), queue.WithRand(rand.New(rand.NewPCG(1, 2))))...)
+	q, reg := open(t, cfg, append(clockOptions(clk), queue.WithRand(rand.New(rand.NewPCG(1, 2))))...)
 	it := enqueue(t, q, queue.Item{JPEG: fakeJPEG(100, 1)})
 
 	ceil := []time.Duration{1, 2, 4, 8, 8}
@@ -186,7 +186,7 @@ func TestRetryLaterBacksOffAndDeadLetters(t *testing.T) {
 
 func TestDeadLetterRetryDeadPurge(t *testing.T) {
 	clk := newFakeClock()
-	q, reg := open(t, testConfig(t), clk.options()...)
+	q, reg := open(t, testConfig(t), clockOptions(clk)...)
 	var all []queue.Item
 	for i := range 4 {
 		all = append(all, enqueue(t, q, queue.Item{JPEG: fakeJPEG(500, uint64(i))}))
@@ -395,7 +395,7 @@ func TestTTL(t *testing.T) {
 	clk := newFakeClock()
 	cfg := testConfig(t)
 	cfg.TTL = time.Hour
-	q, reg := open(t, cfg, clk.options()...)
+	q, reg := open(t, cfg, clockOptions(clk)...)
 	a := enqueue(t, q, queue.Item{JPEG: fakeJPEG(100, 1)})
 	d := enqueue(t, q, queue.Item{JPEG: fakeJPEG(100, 2)})
 	if err := q.DeadLetter(d.Seq, "x"); err != nil {

@@ -2,9 +2,7 @@ package uploader
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -321,15 +319,4 @@ const (
 // device source.
 func FaceRequest(jpeg []byte, source string) AuthenticateRequest {
 	return AuthenticateRequest{Face: FaceObject{Base64Image: base64.StdEncoding.EncodeToString(jpeg)}, Source: source}
-}
-
-// NewIdempotencyKey returns a random UUID (version 4), the one form of
-// Idempotency-Key kioskd sends for a live attempt and for its queued copy.
-func NewIdempotencyKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
