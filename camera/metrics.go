@@ -44,12 +44,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kioskd_camera_failures_total", Help: "Times the camera was found down, by what failed (open, read, stall); each is followed by a reopen.",
 		}, []string{"what"}),
 	}
-	for _, w := range []string{"open", "read", "stall"} {
-		m.failures.WithLabelValues(w)
-	}
-	for _, r := range []string{RejectTooLarge, RejectTruncated, RejectUndecodable} {
-		m.rejected.WithLabelValues(r)
-	}
 	for _, c := range []prometheus.Collector{m.up, m.lastFrame, m.frames, m.reconnects, m.readErrors, m.stale, m.repeats, m.rejected, m.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("camera: register metrics: %w", err)

@@ -255,7 +255,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		ag.SetDrainer(drainer)
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
+	// Only the stop below ends the run: main's signal context sees the same
+	// SIGTERM, and if it ended the run first the stop would skip its
+	// "stopping" line and the immediate relock.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	go func() {
 		select {
