@@ -3,16 +3,11 @@ package httpserve
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
+	"github.com/kioskd/kioskd/internal/testcert"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -223,7 +218,11 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // HTTP gets no metrics.
 func TestTLSScrapeWithBasicAuth(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
+	certPath, keyPath := testcert.SelfSigned(t, time.Now().Add(-time.Hour))
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -231,7 +230,6 @@ func TestTLSScrapeWithBasicAuth(t *testing.T) {
 		}
 		return p
 	}
-	certPath, keyPath := write("tls.crt", certPEM), write("tls.key", keyPEM)
 	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pass"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -280,27 +278,4 @@ func TestTLSScrapeWithBasicAuth(t *testing.T) {
 	if _, err := New(Options{Name: "metrics", WebConfigFile: write("bad.yml", []byte("tls_server_config:\n  cert_file: /nonexistent\n"))}, quiet(), prometheus.NewRegistry()); err == nil {
 		t.Fatal("a broken web config was accepted")
 	}
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kioskd test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
