@@ -90,7 +90,7 @@ func Load(r io.Reader) ([]Observation, error) {
 }
 
 // areaOrder is the order of the document's sections.
-var areaOrder = []string{"service", "camera", "disk", "process", "input", "security"}
+var areaOrder = []string{"service", "decision", "camera", "disk", "queue file", "process", "input", "listeners", "security", "panel"}
 
 var areaTitle = map[string]string{
 	"service":  "Service faults (Incode API, through the emulator)",
@@ -99,6 +99,11 @@ var areaTitle = map[string]string{
 	"process":  "Process faults",
 	"input":    "Bad input",
 	"security": "Security",
+	// Areas added with the busy-door, attack-surface and panel work.
+	"decision":   "Decisions at a busy door",
+	"queue file": "The queue file",
+	"listeners":  "Listeners under load",
+	"panel":      "Access-control panel",
 }
 
 // Meta describes the run that produced observations.
