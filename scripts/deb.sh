@@ -27,7 +27,7 @@ if [[ ${1:-} == --binary ]]; then
 fi
 arch=${1:?usage: $0 [--binary FILE] amd64|arm64 [OUTDIR]}
 out=${2:-out/deb}
-sysroot_dir=${SYSROOT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kioskd/arm64-sysroot}
+sysroot_dir=${SYSROOT_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/kioskd/arm64-sysroot}
 
 # 0.0~gitYYYYMMDDhhmmss.HASH orders by commit time, so a later build of main
 # upgrades an earlier one; a tag vX.Y.Z gives X.Y.Z.

@@ -90,7 +90,7 @@ export KIOSKD_API_KEY=pkgtest-key KIOSKD_HARDWARE_ID=pkgtest-device
 
 # 3. arm64 under qemu-user, with the sysroot's libraries.
 step "arm64 binary under qemu-user"
-sys=${SYSROOT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kioskd/arm64-sysroot}/root
+sys=${SYSROOT_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/kioskd/arm64-sysroot}/root
 dpkg-deb -x "$arm_deb" "$work/arm64"
 qemu=(qemu-aarch64-static -L "$sys")
 file "$work/arm64/usr/bin/kioskd" | grep -q 'ARM aarch64' || fail "the arm64 package holds no aarch64 binary"
