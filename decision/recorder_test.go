@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"log/slog"
 	"strings"
 	"testing"
@@ -78,23 +79,7 @@ func TestRecorderSinksFirstThenOneLine(t *testing.T) {
 	if strings.Contains(logs.String(), "secret-token") || strings.Contains(logs.String(), "Ana") {
 		t.Errorf("token or name logged: %s", logs.String())
 	}
-	if got := counterValue(t, reg, "kioskd_decision_sink_errors_total"); got != 1 {
+	if got := promtest.Value(t, reg, "kioskd_decision_sink_errors_total"); got != 1 {
 		t.Errorf("sink errors %v, want 1", got)
 	}
-}
-
-// counterValue gathers one unlabelled counter from reg.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

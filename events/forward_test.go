@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -162,10 +163,10 @@ func TestHTTPSinkAtLeastOnceAcrossRestart(t *testing.T) {
 	if auth != "Bearer sink-token" {
 		t.Errorf("Authorization %q", auth)
 	}
-	if v := metricValue(t, reg, "kioskd_events_sink_errors_total", "sink", "http-0"); v < 1 {
+	if v := promtest.Value(t, reg, "kioskd_events_sink_errors_total", "sink", "http-0"); v < 1 {
 		t.Errorf("sink errors = %v, want the 503s counted", v)
 	}
-	if v := metricValue(t, reg, "kioskd_events_sink_pending", "sink", "http-0"); v != 0 {
+	if v := promtest.Value(t, reg, "kioskd_events_sink_pending", "sink", "http-0"); v != 0 {
 		t.Errorf("pending = %v after delivery", v)
 	}
 

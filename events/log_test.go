@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"errors"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -108,7 +109,7 @@ func TestAppendReadBack(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("log file mode %v (%v), want 0600: events name people", fi.Mode().Perm(), err)
 	}
-	if v := metricValue(t, reg, "kioskd_events_appended_total", "kind", "decision"); v != 1 {
+	if v := promtest.Value(t, reg, "kioskd_events_appended_total", "kind", "decision"); v != 1 {
 		t.Errorf("appended decision = %v", v)
 	}
 
@@ -129,39 +130,6 @@ func TestAppendReadBack(t *testing.T) {
 	}
 }
 
-// metricValue reads one series from reg (label may be empty).
-func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := label == ""
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					match = true
-				}
-			}
-			if !match {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
-		}
-	}
-	t.Fatalf("no metric %s{%s=%q}", name, label, value)
-	return 0
-}
-
 func TestAppendRejectsBadInput(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	reg := prometheus.NewRegistry()
@@ -179,7 +147,7 @@ func TestAppendRejectsBadInput(t *testing.T) {
 	if n := len(readAll(t, path)); n != 0 {
 		t.Errorf("%d events kept after bad input", n)
 	}
-	if v := metricValue(t, reg, "kioskd_events_append_errors_total", "", ""); v != 3 {
+	if v := promtest.Value(t, reg, "kioskd_events_append_errors_total"); v != 3 {
 		t.Errorf("append errors = %v, want 3", v)
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -228,10 +196,10 @@ func TestRetentionByAge(t *testing.T) {
 	if n := len(readAll(t, path)); n != 0 {
 		t.Errorf("%d events after Expire, want 0", n)
 	}
-	if v := metricValue(t, reg, "kioskd_events_dropped_total", "reason", "age"); v != 7 {
+	if v := promtest.Value(t, reg, "kioskd_events_dropped_total", "reason", "age"); v != 7 {
 		t.Errorf("dropped by age = %v, want 7", v)
 	}
-	if v := metricValue(t, reg, "kioskd_events_log_events", "", ""); v != 0 {
+	if v := promtest.Value(t, reg, "kioskd_events_log_events"); v != 0 {
 		t.Errorf("log events gauge = %v, want 0", v)
 	}
 }
@@ -261,10 +229,10 @@ func TestRetentionBySizeAndCount(t *testing.T) {
 	if got[len(got)-1].Seq != n {
 		t.Errorf("the newest event was dropped: last seq %d", got[len(got)-1].Seq)
 	}
-	if d := metricValue(t, reg, "kioskd_events_dropped_total", "reason", "size"); int(d)+len(got) != n {
+	if d := promtest.Value(t, reg, "kioskd_events_dropped_total", "reason", "size"); int(d)+len(got) != n {
 		t.Errorf("dropped by size %v + kept %d != %d", d, len(got), n)
 	}
-	if fs := metricValue(t, reg, "kioskd_events_log_bytes", "", ""); fs > 1<<20 {
+	if fs := promtest.Value(t, reg, "kioskd_events_log_bytes"); fs > 1<<20 {
 		t.Errorf("log file is %v bytes under a 64 KiB bound", fs)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"io"
 	"net"
 	"os"
@@ -220,7 +221,7 @@ func TestMQTTSinkThroughBrokerRestart(t *testing.T) {
 	got.waitFor(t, ids, 30*time.Second)
 	waitCond(t, 10*time.Second, "the cursor to reach the last event", func() bool { return f.Pending() == 0 })
 	t.Logf("%d events, %d duplicates", len(ids), got.duplicates())
-	if v := metricValue(t, reg, "kioskd_events_sink_errors_total", "sink", "mqtt-0"); v < 1 {
+	if v := promtest.Value(t, reg, "kioskd_events_sink_errors_total", "sink", "mqtt-0"); v < 1 {
 		t.Errorf("sink errors = %v, want the outage counted", v)
 	}
 

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"errors"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"os"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestFileSizeStaysBounded(t *testing.T) {
 	// The churned file passes the open-time checks as it is.
 	q.Close()
 	q2, reg := open(t, cfg)
-	if st, _ := q2.Stats(); st.Depth != len(backlog) || metricValue(t, reg, "kioskd_queue_recovered_files_total") != 0 {
+	if st, _ := q2.Stats(); st.Depth != len(backlog) || promtest.Value(t, reg, "kioskd_queue_recovered_files_total") != 0 {
 		t.Fatalf("after reopen: depth %d, want %d, without recovery", st.Depth, len(backlog))
 	}
 }
@@ -80,7 +81,7 @@ func TestCompaction(t *testing.T) {
 	if st.FileBytes > 2<<20 {
 		t.Fatalf("file still %d bytes with %d bytes of items left", st.FileBytes, st.Bytes)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_compactions_total"); v < 1 {
+	if v := promtest.Value(t, reg, "kioskd_queue_compactions_total"); v < 1 {
 		t.Fatalf("compactions_total = %v", v)
 	}
 	if _, err := os.Stat(cfg.Path + ".compact"); !os.IsNotExist(err) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -171,7 +172,7 @@ func checkAfterCrash(t *testing.T, round int, path string, enqueued map[uint64]c
 		t.Fatalf("round %d: Open after kill: %v", round, err)
 	}
 	defer q.Close()
-	if v := metricValue(t, reg, "kioskd_queue_recovered_files_total"); v != 0 {
+	if v := promtest.Value(t, reg, "kioskd_queue_recovered_files_total"); v != 0 {
 		t.Fatalf("round %d: the file was treated as damaged", round)
 	}
 	present := map[uint64][]byte{}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -124,7 +125,7 @@ func TestDrainerDeliversInOrder(t *testing.T) {
 	if st, _ := r.q.Stats(); st.Depth != 0 {
 		t.Fatalf("depth %d after every delivery was acknowledged", st.Depth)
 	}
-	if v := metricValue(t, r.reg, "kioskd_queue_delivered_total"); v != 3 {
+	if v := promtest.Value(t, r.reg, "kioskd_queue_delivered_total"); v != 3 {
 		t.Errorf("delivered_total = %v", v)
 	}
 }
@@ -165,7 +166,7 @@ func TestDrainerBacksOffWithoutHammering(t *testing.T) {
 	}
 	r.s.results <- nil
 	waitTimer(t, r.clk)
-	if v := metricValue(t, r.reg, "kioskd_queue_delivery_failures_total", "kind", "retryable"); v != 2 {
+	if v := promtest.Value(t, r.reg, "kioskd_queue_delivery_failures_total", "kind", "retryable"); v != 2 {
 		t.Errorf("retryable failures = %v", v)
 	}
 }
@@ -184,7 +185,7 @@ func TestDrainerDeadLettersPermanentFailures(t *testing.T) {
 	if len(dead) != 1 || dead[0].Seq != all[0].Seq || dead[0].LastError != "bad_request: 400" {
 		t.Fatalf("dead letters %v", dead)
 	}
-	if v := metricValue(t, r.reg, "kioskd_queue_drops_total", "reason", "permanent"); v != 1 {
+	if v := promtest.Value(t, r.reg, "kioskd_queue_drops_total", "reason", "permanent"); v != 1 {
 		t.Errorf("drops{permanent} = %v", v)
 	}
 }
@@ -207,7 +208,7 @@ func TestDrainerGivesUpAfterMaxAttempts(t *testing.T) {
 	}
 	r.s.results <- nil
 	waitTimer(t, r.clk)
-	if v := metricValue(t, r.reg, "kioskd_queue_drops_total", "reason", "max_attempts"); v != 1 {
+	if v := promtest.Value(t, r.reg, "kioskd_queue_drops_total", "reason", "max_attempts"); v != 1 {
 		t.Errorf("drops{max_attempts} = %v", v)
 	}
 }
@@ -256,7 +257,7 @@ func TestDrainerAppliesTTL(t *testing.T) {
 	r.clk.Advance(61 * time.Minute)
 	waitTimer(t, r.clk)
 	r.s.none(t)
-	if v := metricValue(t, r.reg, "kioskd_queue_drops_total", "reason", "ttl"); v != 1 {
+	if v := promtest.Value(t, r.reg, "kioskd_queue_drops_total", "reason", "ttl"); v != 1 {
 		t.Errorf("drops{ttl} = %v", v)
 	}
 	if st, _ := r.q.Stats(); st.Depth != 0 {
@@ -280,7 +281,7 @@ func TestDrainerProgressAndAgeGauge(t *testing.T) {
 	if p := r.d.Progress(); !p.Equal(start.Add(beat)) {
 		t.Errorf("Progress = %s, want %s", p, start.Add(beat))
 	}
-	if v := metricValue(t, r.reg, "kioskd_queue_oldest_age_seconds"); v != beat.Seconds() {
+	if v := promtest.Value(t, r.reg, "kioskd_queue_oldest_age_seconds"); v != beat.Seconds() {
 		t.Errorf("oldest age gauge %v, want %v", v, beat.Seconds())
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kioskd/kioskd/config"
 	"github.com/kioskd/kioskd/internal/clock"
@@ -125,46 +124,6 @@ func enqueue(t testing.TB, q *queue.Queue, it queue.Item) queue.Item {
 		t.Fatalf("Enqueue: %v", err)
 	}
 	return got
-}
-
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if matchLabels(m, labels) {
-				switch {
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
-}
-
-func matchLabels(m *dto.Metric, kv []string) bool {
-	for i := 0; i+1 < len(kv); i += 2 {
-		ok := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
-				ok = true
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func seqs(items []queue.Item) []uint64 {

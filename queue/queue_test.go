@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -48,10 +49,10 @@ func TestEnqueueLeaseAck(t *testing.T) {
 	if st.Depth != 2 || st.Bytes < int64(len(photo)+1000) || st.OldestAge != 2*time.Second || st.DeadLetters != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_depth"); v != 2 {
+	if v := promtest.Value(t, reg, "kioskd_queue_depth"); v != 2 {
 		t.Errorf("depth gauge %v", v)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_oldest_age_seconds"); v != 2 {
+	if v := promtest.Value(t, reg, "kioskd_queue_oldest_age_seconds"); v != 2 {
 		t.Errorf("oldest age gauge %v", v)
 	}
 
@@ -83,7 +84,7 @@ func TestEnqueueLeaseAck(t *testing.T) {
 	if st.Depth != 0 || st.Bytes != 0 || st.OldestAge != 0 {
 		t.Errorf("after acks: %+v", st)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_enqueued_total"); v != 2 {
+	if v := promtest.Value(t, reg, "kioskd_queue_enqueued_total"); v != 2 {
 		t.Errorf("enqueued_total %v", v)
 	}
 }
@@ -179,7 +180,7 @@ func TestRetryLaterBacksOffAndDeadLetters(t *testing.T) {
 	if st, _ := q.Stats(); st.Depth != 0 || st.DeadLetters != 1 || st.DeadBytes == 0 {
 		t.Errorf("stats %+v", st)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_drops_total", "reason", "max_attempts"); v != 1 {
+	if v := promtest.Value(t, reg, "kioskd_queue_drops_total", "reason", "max_attempts"); v != 1 {
 		t.Errorf("drops{max_attempts} = %v", v)
 	}
 }
@@ -200,7 +201,7 @@ func TestDeadLetterRetryDeadPurge(t *testing.T) {
 	if err := q.DeadLetter(all[2].Seq, "again"); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("dead-lettering a dead letter: %v", err)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_drops_total", "reason", "permanent"); v != 2 {
+	if v := promtest.Value(t, reg, "kioskd_queue_drops_total", "reason", "permanent"); v != 2 {
 		t.Errorf("drops{permanent} = %v", v)
 	}
 	pending, _ := q.List(false)
@@ -211,7 +212,7 @@ func TestDeadLetterRetryDeadPurge(t *testing.T) {
 	if dead[0].LastError != "bad_request: 400 face not found" {
 		t.Errorf("reason not kept: %q", dead[0].LastError)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_dead_letters"); v != 2 {
+	if v := promtest.Value(t, reg, "kioskd_queue_dead_letters"); v != 2 {
 		t.Errorf("dead letters gauge %v", v)
 	}
 
@@ -331,7 +332,7 @@ func TestBoundsDropOldestFirst(t *testing.T) {
 		if !slices.Equal(seqs(pending), seqs(all[2:])) {
 			t.Fatalf("pending %v, want the newest three %v", seqs(pending), seqs(all[2:]))
 		}
-		if v := metricValue(t, reg, "kioskd_queue_drops_total", "reason", "overflow"); v != 2 {
+		if v := promtest.Value(t, reg, "kioskd_queue_drops_total", "reason", "overflow"); v != 2 {
 			t.Errorf("drops{overflow} = %v", v)
 		}
 	})
@@ -351,7 +352,7 @@ func TestBoundsDropOldestFirst(t *testing.T) {
 		if !slices.Equal(seqs(pending), seqs(all[3:])) {
 			t.Fatalf("pending %v, want %v", seqs(pending), seqs(all[3:]))
 		}
-		if v := metricValue(t, reg, "kioskd_queue_drops_total", "reason", "overflow"); v != 3 {
+		if v := promtest.Value(t, reg, "kioskd_queue_drops_total", "reason", "overflow"); v != 3 {
 			t.Errorf("drops{overflow} = %v", v)
 		}
 	})
@@ -411,7 +412,7 @@ func TestTTL(t *testing.T) {
 	if err != nil || it == nil || it.Seq != future.Seq {
 		t.Fatalf("Lease after the first item expired: %+v, %v", it, err)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_drops_total", "reason", "ttl"); v != 2 {
+	if v := promtest.Value(t, reg, "kioskd_queue_drops_total", "reason", "ttl"); v != 2 {
 		t.Errorf("drops{ttl} = %v, want 2 (a pending item and a dead letter)", v)
 	}
 	if dead, _ := q.List(true); len(dead) != 0 {
@@ -477,13 +478,13 @@ func TestLockedFileIsNotCorrupt(t *testing.T) {
 func TestMetricsInitialised(t *testing.T) {
 	_, reg := open(t, testConfig(t))
 	for _, r := range []string{"overflow", "ttl", "permanent", "max_attempts"} {
-		if v := metricValue(t, reg, "kioskd_queue_drops_total", "reason", r); v != 0 {
+		if v := promtest.Value(t, reg, "kioskd_queue_drops_total", "reason", r); v != 0 {
 			t.Errorf("drops{%s} = %v", r, v)
 		}
 	}
 	for _, name := range []string{"kioskd_queue_depth", "kioskd_queue_bytes", "kioskd_queue_oldest_age_seconds",
 		"kioskd_queue_dead_letters", "kioskd_queue_enqueued_total", "kioskd_queue_recovered_files_total"} {
-		metricValue(t, reg, name)
+		promtest.Value(t, reg, name)
 	}
-	metricValue(t, reg, "kioskd_queue_errors_total", "op", "enqueue")
+	promtest.Value(t, reg, "kioskd_queue_errors_total", "op", "enqueue")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -178,7 +179,7 @@ func TestCorruptFileIsMovedAside(t *testing.T) {
 			if kept, _ := os.ReadFile(want); !bytes.Equal(kept, damaged) {
 				t.Error("the moved-aside file is not the damaged file")
 			}
-			if v := metricValue(t, reg, "kioskd_queue_recovered_files_total"); v != 1 {
+			if v := promtest.Value(t, reg, "kioskd_queue_recovered_files_total"); v != 1 {
 				t.Errorf("recovered_files_total = %v", v)
 			}
 			if !contains(logs.String(), "moved aside") || !contains(logs.String(), want) {
@@ -209,7 +210,7 @@ func TestHealthyFileIsNotMovedAside(t *testing.T) {
 	if st, _ := q.Stats(); st.Depth != 50 {
 		t.Fatalf("depth %d", st.Depth)
 	}
-	if m := corruptFiles(t, cfg.Path); len(m) != 0 || metricValue(t, reg, "kioskd_queue_recovered_files_total") != 0 {
+	if m := corruptFiles(t, cfg.Path); len(m) != 0 || promtest.Value(t, reg, "kioskd_queue_recovered_files_total") != 0 {
 		t.Fatalf("healthy file treated as damaged: %v", m)
 	}
 }
@@ -251,7 +252,7 @@ func TestDamagedImageIsDeadLettered(t *testing.T) {
 	if len(dead) != 1 || dead[0].Seq != a.Seq || !contains(dead[0].LastError, "checksum") {
 		t.Fatalf("dead letters %v (%d)", seqs(dead), len(dead))
 	}
-	if v := metricValue(t, reg, "kioskd_queue_errors_total", "op", "lease"); v != 1 {
+	if v := promtest.Value(t, reg, "kioskd_queue_errors_total", "op", "lease"); v != 1 {
 		t.Errorf("errors{lease} = %v", v)
 	}
 }
@@ -335,7 +336,7 @@ func TestDamageFoundWhileRunning(t *testing.T) {
 	if moved := corruptFiles(t, cfg.Path); len(moved) != 1 {
 		t.Fatalf("moved-aside files %v", moved)
 	}
-	if v := metricValue(t, reg, "kioskd_queue_recovered_files_total"); v != 1 {
+	if v := promtest.Value(t, reg, "kioskd_queue_recovered_files_total"); v != 1 {
 		t.Errorf("recovered_files_total = %v", v)
 	}
 	if st, err := q.Stats(); err != nil || st.Depth != 0 {

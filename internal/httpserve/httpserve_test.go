@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"github.com/kioskd/kioskd/internal/promtest"
 	"github.com/kioskd/kioskd/internal/testcert"
 	"io"
 	"log/slog"
@@ -131,7 +132,7 @@ func TestConnectionCap(t *testing.T) {
 	if n, err := extra.Read(make([]byte, 1)); err == nil || n != 0 {
 		t.Fatalf("a connection past the cap was kept: %d %v", n, err)
 	}
-	if v := counterValue(t, reg, "kioskd_http_rejected_connections_total"); v != 1 {
+	if v := promtest.Value(t, reg, "kioskd_http_rejected_connections_total"); v != 1 {
 		t.Fatalf("rejected %v, want 1", v)
 	}
 	held[0].Close()
@@ -195,21 +196,6 @@ func get(t *testing.T, c net.Conn) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	_ = c.SetDeadline(time.Time{})
-}
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestTLSScrapeWithBasicAuth serves metrics through an exporter-toolkit web
