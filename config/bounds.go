@@ -37,7 +37,6 @@ var durationLimits = map[string]time.Duration{
 	"actuator.outputs.timeout": 10 * time.Minute,
 	"queue.ttl":                30 * 24 * time.Hour,
 	"queue.retry_after_max":    24 * time.Hour,
-	"queue.backoff_max":        24 * time.Hour,
 	// Access records are kept as long as the site's policy says; five years
 	// covers the audit periods integrators are asked for.
 	"events.retention": 5 * 365 * 24 * time.Hour,
