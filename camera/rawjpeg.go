@@ -161,29 +161,18 @@ func (d *rawDecoder) decode(pkt []byte, buf []byte) (out []byte, repeat bool, er
 }
 
 func (d *rawDecoder) decodeFull(pkt []byte) error {
-	m, err := gocv.IMDecode(pkt, gocv.IMReadColor)
-	if err != nil {
+	if err := decodeInto(pkt, gocv.IMReadColor, &d.full); err != nil {
 		return fmt.Errorf("decode jpeg: %w", err)
 	}
-	defer m.Close()
-	if m.Empty() {
-		return errors.New("decode jpeg: not a decodable JPEG frame")
-	}
-	m.CopyTo(&d.full)
 	return nil
 }
 
 // thumbReduced makes the thumbnail from a 1/8-scale grey decode.
 func (d *rawDecoder) thumbReduced(pkt []byte) error {
-	m, err := gocv.IMDecode(pkt, gocv.IMReadReducedGrayscale8)
-	if err != nil {
+	if err := decodeInto(pkt, gocv.IMReadReducedGrayscale8, &d.grey); err != nil {
 		return fmt.Errorf("decode jpeg: %w", err)
 	}
-	defer m.Close()
-	if m.Empty() || m.Cols() < 1 || m.Rows() < 1 {
-		return errors.New("decode jpeg: not a decodable JPEG frame")
-	}
-	d.toThumb(m)
+	d.toThumb(d.grey)
 	return nil
 }
 

@@ -56,18 +56,25 @@ const (
 	// of an unchanged scene finds what the last one found. Once a second
 	// it cost 3.5% of a core on a static 1280x720 scene, most of the budget.
 	forceFullEvery = 300
-	// emptyBudgetPx is the detection-image area (that of a 1280x720 frame's)
-	// searched on every emptySearchEvery-th frame of a moving scene with
-	// nobody in it; larger detection images are searched proportionally
-	// less often. A moving background (a corridor with people passing, a
-	// panning or auto-exposing camera) defeats the change test, and a
-	// whole-frame search on every frame of it cost a whole core at 1280x720
-	// (issue 18). Once a face is found, every frame is searched again.
-	emptyBudgetPx    = 426 * 240
+	// emptyBudgetPx is the detection-image area (that of a 1920x1080
+	// frame's, 640x360) searched on every emptySearchEvery-th frame of a
+	// moving scene with nobody in it; larger detection images are searched
+	// proportionally less often. A moving background (a corridor with people
+	// passing, a panning or auto-exposing camera) defeats the change test,
+	// and a whole-frame search on every frame of it cost a whole core at
+	// 1280x720 (issue 18). Every third frame keeps what a person arriving
+	// loses to at most two frames, and the cost at 1920x1080 to about 13 ms
+	// a frame. Once a face is found, every frame is searched again.
+	emptyBudgetPx    = 640 * 360
 	emptySearchEvery = 3
-	// emptyFineEvery: on a moving empty scene every emptyFineEvery-th
-	// search uses the fine pyramid, the others the coarse one.
+	// emptyFineEvery: after a scene starts moving, confirmEmpty+emptyFineEvery
+	// searches (coarse, then fine when the coarse one missed) look at it
+	// before the budget of a moving empty scene takes over; from then on
+	// the search is coarse only (the fine pyramid cost 60 ms at 1920x1080,
+	// two frames).
 	emptyFineEvery = 4
+	// stillFrames unchanged frames in a row end a moving scene.
+	stillFrames = 10
 )
 
 // validFrame says why a frame cannot be analysed, or "" when it can.
@@ -216,8 +223,8 @@ type detector struct {
 	wakeMissed    bool // the coarse first look at a change found nobody
 	emptyRuns     int  // consecutive searches that found no face
 	// skip counts the frames of a moving empty scene left until the next
-	// search; emptySearches the searches of it (for the fine one).
-	skip, emptySearches int
+	// search; still the frames in a row that did not change.
+	skip, still int
 
 	// warnSmall is set when a configured detect_width cannot see minFace.
 	warnSmall func(effective int)
@@ -426,16 +433,25 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		}
 		forced = d.emptyRuns >= confirmEmpty && d.sinceFull >= forceFullEvery
 		if d.emptyRuns >= confirmEmpty && d.sinceFull < forceFullEvery {
+			// The budget counts frames, moving or not, so that a person
+			// arriving is looked for within emptySearchEvery frames.
+			d.skip = max(d.skip-1, 0)
 			var moved bool
 			res.changed, moved = d.changed(changeThreshold)
 			if !moved {
+				if d.still++; d.still >= stillFrames {
+					// The scene has stopped moving: the next change is news
+					// again (a coarse, then a fine look), not more of a
+					// moving scene.
+					d.emptyRuns = min(d.emptyRuns, confirmEmpty)
+				}
 				d.sinceFull++
 				return res
 			}
+			d.still = 0
 			if d.skip > 0 {
 				// Nobody was there a frame or two ago, and the scene keeps
 				// moving: the search budget of an empty scene.
-				d.skip--
 				d.sinceFull++
 				return res
 			}
@@ -474,12 +490,9 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 				// pace; if it finds nobody, the next frame gets the fine search.
 				scale, wake = checkScaleFactor, true
 			case woke && d.emptyRuns >= confirmEmpty+emptyFineEvery:
-				// A scene that keeps moving with nobody in it: mostly
-				// coarse, and only every few frames (see emptyBudgetPx).
-				d.emptySearches++
-				if d.emptySearches%emptyFineEvery != 0 {
-					scale = checkScaleFactor
-				}
+				// A scene that keeps moving with nobody in it: coarse, and
+				// only every few frames (see emptyBudgetPx).
+				scale = checkScaleFactor
 			}
 			found = d.full(scale)
 			res.ran, res.full = true, true
@@ -498,10 +511,10 @@ func (d *detector) detect(frame gocv.Mat, track bool, changeThreshold float64, f
 		if len(found) == 0 {
 			d.emptyRuns++
 			if woke && d.emptyRuns >= confirmEmpty+emptyFineEvery {
-				d.skip = d.emptySkip()
+				d.skip = d.emptySkip() + 1 // this frame's decrement is behind it
 			}
 		} else {
-			d.emptyRuns, d.emptySearches = 0, 0
+			d.emptyRuns = 0
 		}
 		d.wakeMissed = wake && len(found) == 0
 		if len(found) == 0 && changeThreshold > 0 && !d.wakeMissed {
@@ -549,7 +562,7 @@ func (d *detector) toFull(r image.Rectangle) image.Rectangle {
 
 // reset forgets tracking state, e.g. after detection was paused.
 func (d *detector) reset() {
-	d.skip, d.emptySearches = 0, 0
+	d.skip, d.still = 0, 0
 	d.last = nil
 	d.sinceFull = 0
 	d.haveThumb = false
