@@ -51,6 +51,13 @@ func fillQueue(root, path string, n int) (int, error) {
 	}
 	cfg := config.Default().Queue
 	cfg.Path = path
+	// Encrypted as kioskd's own queue is, with the per-device key that
+	// kioskd finds beside the file (device.state_dir).
+	key, err := queue.CreateKey(filepath.Join(filepath.Dir(path), config.GeneratedKeyName))
+	if err != nil {
+		return 0, err
+	}
+	cfg.UseGeneratedKey(key)
 	q, err := queue.Open(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		return 0, err
