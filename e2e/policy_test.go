@@ -217,8 +217,11 @@ func TestDrainerOneRequestPerTry(t *testing.T) {
 	}
 	drain := reqs[live:]
 	tries := strings.Count(k.Output(), `"msg":"queued item not delivered: will retry"`)
-	if tries != len(drain) {
-		t.Errorf("%d drain requests for %d drain tries: want one request per try", len(drain), tries)
+	// The clip's end stops kioskd, which may cut one try short: its request
+	// may or may not have reached the service.
+	cut := strings.Count(k.Output(), `"msg":"queued item delivery cut short by the stop`)
+	if len(drain) < tries || len(drain) > tries+cut {
+		t.Errorf("%d drain requests for %d drain tries (%d cut short by the stop): want one request per try", len(drain), tries, cut)
 	}
 	var gaps []time.Duration
 	for i := 1; i < len(drain); i++ {
@@ -234,6 +237,6 @@ func TestDrainerOneRequestPerTry(t *testing.T) {
 	if late[2] < 450*time.Millisecond || gaps[0] > late[2] {
 		t.Errorf("the backoff does not grow to its ceiling: gaps %v", gaps)
 	}
-	ob.happened("live: %d requests within live_timeout; drainer: %d tries, %d requests, gaps %v (backoff 200ms..1s)", live, tries, len(drain), gaps)
+	ob.happened("live: %d requests within live_timeout; drainer: %d tries (%d cut short by the stop), %d requests, gaps %v (backoff 200ms..1s)", live, tries, cut, len(drain), gaps)
 	ob.lost("nothing: the capture stays queued")
 }

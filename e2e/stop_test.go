@@ -154,7 +154,11 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 }
 
 // stallRequest opens a connection to addr and sends half of a request's
-// headers, as a stuck scraper or browser would.
+// headers, as a stuck scraper or browser would. It returns once the server
+// holds the connection: the kernel completes a dial before the server
+// accepts it, and a stop in between would not wait for it. The server
+// accepts in arrival order, so a scrape dialled afterwards that is answered
+// proves it; the scrape also sees both connections open.
 func stallRequest(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -163,6 +167,9 @@ func stallRequest(t *testing.T, addr string) net.Conn {
 	}
 	if _, err := c.Write([]byte("GET /metrics HTTP/1.1\r\nHost: " + addr + "\r\n")); err != nil {
 		t.Fatal(err)
+	}
+	if n := metricValue(scrape(t, addr), "kioskd_http_open_connections", "server=metrics"); n < 2 {
+		t.Fatalf("the metrics server holds %v connections during a scrape after the stalled one, want at least 2", n)
 	}
 	return c
 }

@@ -202,6 +202,7 @@ func (d *Drainer) deliverOne(ctx context.Context, oldest bool) result {
 		return result{kind: outcomeDone, item: meta}
 	case ctx.Err() != nil:
 		d.q.release(it.Seq)
+		d.log.Info("queued item delivery cut short by the stop: kept for the next try", "seq", it.Seq, "id", it.ID)
 		return result{kind: outcomeStop, item: meta, err: derr}
 	case IsPermanent(derr):
 		d.m.failures.WithLabelValues("permanent").Inc()
