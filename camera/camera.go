@@ -102,7 +102,9 @@ const maxBadFileFrames = 25
 // Source is a self-healing frame source. Read, Close and the Mats they
 // touch belong to one goroutine (the frame loop); the device itself lives on
 // a worker goroutine of its own, so that a driver stuck in a read cannot
-// stall the loop, and only bytes cross between the two.
+// stall the loop, and only bytes cross between the two: a compressed JPEG
+// frame, decoded by the frame loop straight into the caller's Mat, or the
+// pixels a backend decoded.
 type Source struct {
 	cfg  config.Camera
 	log  *slog.Logger
@@ -140,9 +142,12 @@ type Source struct {
 	// noRaw is set (by a worker) when the device's JPEG frames cannot be
 	// decoded by kioskd, so later opens leave decoding to the backend.
 	noRaw atomic.Bool
-	// filled is the pixel buffer of the Mat the last frame was copied
-	// into: a repeated frame needs no copy while it is still there.
+	// filled is the pixel buffer of the Mat the last frame was decoded or
+	// copied into: a repeated frame needs no decode while it is still there.
 	filled *byte
+	// rd decodes a device's compressed frames into the caller's Mat; it
+	// belongs to the frame loop, like the Mats Read fills.
+	rd *rawDecoder
 }
 
 // Open prepares the source. It fails only for a configuration that can never
@@ -372,11 +377,25 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.m.stale.Inc()
 		return time.Time{}, false, nil
 	}
-	if !r.repeat || s.filled == nil || s.filled != matData(*dst) {
-		if err := fill(dst, r); err != nil {
-			s.filled = nil
-			return time.Time{}, true, fmt.Errorf("camera: %w", err)
+	repeat := false
+	if r.pkt != nil {
+		if s.rd == nil {
+			s.rd = newRawDecoder()
 		}
+		var err error
+		repeat, err = s.rd.decode(r.pkt, dst, s.filled != nil && s.filled == matData(*dst))
+		if err != nil {
+			// A stream this decoder cannot read (e.g. MJPEG without
+			// Huffman tables) is left to the backend from now on; this
+			// frame counts as an unusable one.
+			s.filled = nil
+			s.noRaw.Store(true)
+			s.log.Warn("camera: cannot decode the camera's JPEG frames; the backend decodes them from the next frame on", "err", err)
+			return s.take(result{ts: r.ts, err: err}, dst)
+		}
+	} else if err := fill(dst, r); err != nil {
+		s.filled = nil
+		return time.Time{}, true, fmt.Errorf("camera: %w", err)
 	}
 	s.filled = matData(*dst)
 	s.lastGood = now
@@ -389,7 +408,7 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 		s.nextDue = s.nextDue.Add(interval)
 	}
 	s.m.frames.Inc()
-	if r.repeat {
+	if repeat {
 		s.m.repeats.Inc()
 	}
 	s.m.lastFrame.Set(float64(r.ts.UnixNano()) / 1e9)
@@ -420,6 +439,10 @@ func (s *Source) reopen(ctx context.Context, limit <-chan time.Time) error {
 	}
 	s.w = s.startWorker()
 	s.pending = false
+	if s.rd != nil {
+		// Another device, or the file from its start: compare afresh.
+		s.rd.reset()
+	}
 	return nil
 }
 
@@ -472,6 +495,10 @@ func (s *Source) live() []*worker {
 // Close stops the device. It waits up to two seconds for a driver stuck in
 // a read; after that the device is left to close itself when it returns.
 func (s *Source) Close() error {
+	if s.rd != nil {
+		s.rd.Close()
+		s.rd = nil
+	}
 	if s.w != nil {
 		s.retire(s.w)
 		s.w = nil

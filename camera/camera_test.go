@@ -593,3 +593,48 @@ func TestRawFramesThatAreNotJPEGFallBack(t *testing.T) {
 		t.Errorf("decodes skipped: %v", v)
 	}
 }
+
+// TestUndecodableJPEGFramesFallBackToTheBackend: a camera's JPEG frame that
+// kioskd cannot decode is an unusable frame, and from then on the backend
+// decodes the device's frames: the reopened camera delivers pixels again.
+func TestUndecodableJPEGFramesFallBackToTheBackend(t *testing.T) {
+	testmedia.CheckMats(t)
+	cam := newFakeCamera()
+	cam.scripts = [][]step{{stepBadJPEG}}
+	cfg := liveCfg()
+	cfg.FourCC = "MJPG"
+	r := newRig(t, cfg, cam)
+	r.clk.Add(100 * time.Millisecond)
+	if _, err := r.read(t); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("read of the undecodable frame: %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(r.logs.String(), "cannot decode the camera's JPEG frames") {
+		t.Errorf("no warning that the JPEG frames cannot be decoded:\n%s", r.logs.String())
+	}
+	if v := metricValue(t, r.reg, "kioskd_camera_read_errors_total"); v != 1 {
+		t.Errorf("read errors: %v, want 1", v)
+	}
+	cam.mu.Lock()
+	delete(cam.sets, gocv.VideoCaptureConvertRGB)
+	cam.mu.Unlock()
+	for i := 0; ; i++ {
+		r.clk.Add(100 * time.Millisecond)
+		_, err := r.read(t)
+		if err == nil {
+			break
+		}
+		if i == 5 || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("the camera did not come back: %v", err)
+		}
+	}
+	cam.mu.Lock()
+	reads := cam.reads
+	_, asked := cam.sets[gocv.VideoCaptureConvertRGB]
+	cam.mu.Unlock()
+	if pixel(r.mat) != reads {
+		t.Errorf("pixel %d after %d device reads: the backend's frame was not handed on", pixel(r.mat), reads)
+	}
+	if asked {
+		t.Errorf("the reopened camera was asked for raw frames again")
+	}
+}

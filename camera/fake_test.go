@@ -24,6 +24,7 @@ const (
 	stepHang              // Read blocks until release is closed
 	stepTiny              // a 1x1 frame
 	stepFloat             // a frame of the wrong type
+	stepBadJPEG           // a raw JPEG packet whose header is sound but whose scan cannot be decoded
 )
 
 // fakeDevice is a camera that fails on cue. Each opened device takes the
@@ -99,9 +100,28 @@ func (d *fakeDevice) Read(dst *gocv.Mat) bool {
 	case stepFloat:
 		fillSolid(dst, 48, 64, gocv.MatTypeCV32FC1, num)
 		return true
+	case stepBadJPEG:
+		m, err := gocv.NewMatFromBytes(1, len(badJPEG), gocv.MatTypeCV8UC1, badJPEG)
+		if err != nil {
+			panic(err)
+		}
+		m.CopyTo(dst)
+		m.Close()
+		return true
 	}
 	fillSolid(dst, 48, 64, gocv.MatTypeCV8UC3, num)
 	return true
+}
+
+// badJPEG has a 64x48 frame header, a scan and an end marker, so it passes
+// CheckImage, but no Huffman or quantisation tables: no decoder can read it.
+var badJPEG = []byte{
+	0xFF, 0xD8, // SOI
+	0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x30, 0x00, 0x40, 0x03, // SOF0 64x48, 3 components
+	0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01,
+	0xFF, 0xDA, 0x00, 0x0C, 0x03, 0x01, 0x00, 0x02, 0x11, 0x03, 0x11, 0x00, 0x3F, 0x00, // SOS
+	0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC,
+	0xFF, 0xD9, // EOI
 }
 
 func fillSolid(dst *gocv.Mat, rows, cols int, t gocv.MatType, v int) {

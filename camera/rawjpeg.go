@@ -13,14 +13,17 @@ import (
 // Decoding is most of what a camera costs on a static scene: a 1280x720
 // MJPEG frame takes about 2.3 ms to decode to BGR on one core of the bench
 // machine, 7% of that core at 30 fps, before anyone looks at the pixels.
-// When the source delivers JPEG frames, the worker therefore takes them
-// compressed and decodes them itself: while the scene is still, it decodes
-// each frame at 1/8 scale in grey (entropy decoding only, about 0.9 ms),
-// and when that thumbnail matches the last fully decoded frame it hands on
-// that frame's pixels again instead of decoding. The first frame that
-// differs is decoded in full, so nothing that moves is ever late by more
-// than the frame it happened in; while things move, frames are decoded in
-// full straight away and the thumbnail comes from the decoded frame.
+// When the source delivers JPEG frames, the worker therefore hands them on
+// compressed and the frame loop decodes them itself, straight into the Mat
+// it reads into (no frame-sized buffer on the worker's side or between the
+// two: 12 MB at 1920x1080). While the scene is still, it decodes each frame
+// at 1/8 scale in grey (entropy decoding only, about 0.9 ms), and when that
+// thumbnail matches the last fully decoded frame, which the Mat still
+// holds, the frame counts as a repeat and is not decoded. The first frame
+// that differs is decoded in full, so nothing that moves is ever late by
+// more than the frame it happened in; while things move, frames are
+// decoded in full straight away and the thumbnail comes from the decoded
+// frame.
 const (
 	// rawThumbWidth is the width of the change-test thumbnail.
 	rawThumbWidth = 32
@@ -37,28 +40,28 @@ const (
 	rawMaxRepeats = 150
 )
 
-// rawDecoder decodes the compressed frames of one device. It lives on the
-// worker goroutine with the device.
+// rawDecoder decodes the compressed frames of a source into the frame
+// loop's Mat. It lives on the frame loop with that Mat.
 type rawDecoder struct {
-	full, small, grey, thumb, ref, diff gocv.Mat
-	haveRef                             bool
-	quiet                               bool
-	still                               int // consecutive still frames while decoding fully
-	repeats                             int // frames handed on again since the last full decode
-	have                                bool
-	rows, cols                          int
-	typ                                 gocv.MatType
+	small, grey, thumb, ref, diff gocv.Mat
+	haveRef                       bool
+	quiet                         bool
+	still                         int // consecutive still frames while decoding fully
+	repeats                       int // frames handed on again since the last full decode
 }
 
 func newRawDecoder() *rawDecoder {
-	return &rawDecoder{full: gocv.NewMat(), small: gocv.NewMat(), grey: gocv.NewMat(), thumb: gocv.NewMat(), ref: gocv.NewMat(), diff: gocv.NewMat()}
+	return &rawDecoder{small: gocv.NewMat(), grey: gocv.NewMat(), thumb: gocv.NewMat(), ref: gocv.NewMat(), diff: gocv.NewMat()}
 }
 
 func (d *rawDecoder) Close() {
-	for _, m := range []*gocv.Mat{&d.full, &d.small, &d.grey, &d.thumb, &d.ref, &d.diff} {
+	for _, m := range []*gocv.Mat{&d.small, &d.grey, &d.thumb, &d.ref, &d.diff} {
 		m.Close()
 	}
 }
+
+// reset forgets the last frame: the next one is decoded in full.
+func (d *rawDecoder) reset() { d.haveRef, d.quiet, d.still, d.repeats = false, false, 0, 0 }
 
 // enableRaw asks dev for compressed frames when it delivers JPEG: the
 // FFmpeg backend (files, streams) in its raw-packet mode for an MJPG
@@ -115,26 +118,32 @@ func packet(m gocv.Mat) ([]byte, error) {
 	return p, nil
 }
 
-// decode turns one JPEG frame into pixels in buf. repeat is true when buf
-// already holds the pixels to hand on (the scene has not changed).
-func (d *rawDecoder) decode(pkt []byte, buf []byte) (out []byte, repeat bool, err error) {
-	if d.quiet && d.have && d.repeats < rawMaxRepeats {
+// decode turns one JPEG frame into pixels in dst. holds says dst still
+// holds the last frame decoded; repeat is true when it was left as it is
+// because the scene has not changed.
+func (d *rawDecoder) decode(pkt []byte, dst *gocv.Mat, holds bool) (repeat bool, err error) {
+	if d.quiet && holds && d.repeats < rawMaxRepeats {
 		if err := d.thumbReduced(pkt); err != nil {
-			return buf, false, err
+			return false, err
 		}
 		if d.haveRef && d.diffRef() < rawChangeThreshold {
 			d.repeats++
-			return buf, true, nil
+			return true, nil
 		}
 		// Something moved: decode it and stay on full decodes while it does.
 		d.quiet = false
 	}
-	if err := d.decodeFull(pkt); err != nil {
-		return buf, false, err
+	if err := decodeInto(pkt, gocv.IMReadColor, dst); err != nil {
+		d.reset()
+		return false, fmt.Errorf("decode jpeg: %w", err)
+	}
+	if dst.Rows() > maxFrameSide || dst.Cols() > maxFrameSide {
+		d.reset()
+		return false, fmt.Errorf("frame %dx%d is larger than %d px", dst.Cols(), dst.Rows(), maxFrameSide)
 	}
 	// While decoding fully, the thumbnail comes from the decoded frame and
 	// is compared with the previous frame's: motion, not drift.
-	d.thumbFull()
+	d.thumbFull(*dst)
 	moving := !d.haveRef || d.diffRef() >= rawChangeThreshold
 	d.thumb.CopyTo(&d.ref)
 	d.haveRef = true
@@ -152,19 +161,7 @@ func (d *rawDecoder) decode(pkt []byte, buf []byte) (out []byte, repeat bool, er
 		}
 	}
 	d.repeats = 0
-	buf, err = frameBytes(d.full, buf)
-	if err != nil {
-		return buf, false, err
-	}
-	d.have, d.rows, d.cols, d.typ = true, d.full.Rows(), d.full.Cols(), d.full.Type()
-	return buf, false, nil
-}
-
-func (d *rawDecoder) decodeFull(pkt []byte) error {
-	if err := decodeInto(pkt, gocv.IMReadColor, &d.full); err != nil {
-		return fmt.Errorf("decode jpeg: %w", err)
-	}
-	return nil
+	return false, nil
 }
 
 // thumbReduced makes the thumbnail from a 1/8-scale grey decode.
@@ -178,9 +175,9 @@ func (d *rawDecoder) thumbReduced(pkt []byte) error {
 
 // thumbFull makes the thumbnail from the decoded frame: a point-sampled
 // 1/8-scale grey image (cheap), then averaged down like the reduced one.
-func (d *rawDecoder) thumbFull() {
-	w, h := max(d.full.Cols()/8, 1), max(d.full.Rows()/8, 1)
-	gocv.Resize(d.full, &d.small, image.Pt(w, h), 0, 0, gocv.InterpolationLinear)
+func (d *rawDecoder) thumbFull(full gocv.Mat) {
+	w, h := max(full.Cols()/8, 1), max(full.Rows()/8, 1)
+	gocv.Resize(full, &d.small, image.Pt(w, h), 0, 0, gocv.InterpolationLinear)
 	gocv.CvtColor(d.small, &d.grey, gocv.ColorBGRToGray)
 	d.toThumb(d.grey)
 }

@@ -9,8 +9,9 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// worker owns one opened device and the Mat it decodes into. It answers one
-// read request at a time with the frame's bytes, so no Mat ever leaves it.
+// worker owns one opened device and the Mat it reads into. It answers one
+// read request at a time with the frame's bytes (compressed, when kioskd
+// decodes the device's JPEG frames), so no Mat ever leaves it.
 type worker struct {
 	req    chan struct{}
 	res    chan result
@@ -31,14 +32,14 @@ func (s *Source) call(w *worker, f func()) {
 }
 
 type result struct {
-	data       []byte
+	data       []byte // decoded pixels (backend decoding)
+	pkt        []byte // or a compressed JPEG frame, decoded by take
 	rows, cols int
 	typ        gocv.MatType
 	ts         time.Time
 	eof        bool  // the device returned no frame
 	err        error // a frame that cannot be used
 	dropped    int   // stale frames grabbed and discarded before this one
-	repeat     bool  // data are the last frame's pixels: the scene did not change
 }
 
 type openResult struct {
@@ -124,14 +125,8 @@ func (s *Source) runWorker(w *worker) {
 
 	mat := gocv.NewMat()
 	defer mat.Close()
-	var rd *rawDecoder
-	if !s.noRaw.Load() && s.enableRaw(dev) {
-		rd = newRawDecoder()
-		defer func() {
-			if rd != nil {
-				rd.Close()
-			}
-		}()
+	raw := !s.noRaw.Load() && s.enableRaw(dev)
+	if raw {
 		s.log.Debug("camera: JPEG frames are decoded by kioskd; unchanged frames are not decoded again")
 	}
 	var buf []byte
@@ -143,6 +138,11 @@ func (s *Source) runWorker(w *worker) {
 		case <-w.quit:
 			return
 		case <-w.req:
+		}
+		if raw && s.noRaw.Load() {
+			// The frame loop could not decode a frame of this device.
+			s.disableRaw(dev)
+			raw = false
 		}
 		var r result
 		if s.kind.live() && !lastRead.IsZero() && s.o.now().Sub(lastRead) > s.cfg.MaxFrameAge {
@@ -164,18 +164,11 @@ func (s *Source) runWorker(w *worker) {
 		switch {
 		case !ok:
 			r.eof = true
-		case rd != nil:
-			buf, r = s.rawFrame(rd, dev, mat, buf, r)
-			if r.err != nil && !errors.Is(r.err, errNotJPEG) {
-				// A stream this decoder cannot read (e.g. MJPEG without
-				// Huffman tables) is left to the backend from now on.
-				s.noRaw.Store(true)
-				s.log.Warn("camera: cannot decode the camera's JPEG frames; the backend decodes them from the next frame on", "err", r.err)
-			}
+		case raw:
+			buf, r = s.rawFrame(mat, buf, r)
 			if s.noRaw.Load() {
 				s.disableRaw(dev)
-				rd.Close()
-				rd = nil
+				raw = false
 			}
 		default:
 			buf, r.err = frameBytes(mat, buf)
@@ -256,10 +249,11 @@ func (s *Source) configure(dev Device) props {
 	}
 }
 
-// rawFrame decodes one compressed frame. A frame that is not JPEG at all
-// switches the source back to backend decoding; this frame is used as is
-// when it is an ordinary image.
-func (s *Source) rawFrame(rd *rawDecoder, dev Device, mat gocv.Mat, buf []byte, r result) ([]byte, result) {
+// rawFrame hands on one compressed frame, to be decoded by the frame loop
+// straight into its own Mat (see rawjpeg.go): a decoded frame is never held
+// on this side. A frame that is not JPEG at all switches the source back to
+// backend decoding; this frame is used as is when it is an ordinary image.
+func (s *Source) rawFrame(mat gocv.Mat, buf []byte, r result) ([]byte, result) {
 	pkt, err := packet(mat)
 	if errors.Is(err, errNotJPEG) {
 		s.noRaw.Store(true)
@@ -281,10 +275,7 @@ func (s *Source) rawFrame(rd *rawDecoder, dev Device, mat gocv.Mat, buf []byte, 
 	if r.err = CheckImage(pkt, s.cfg.MaxPixels); r.err != nil {
 		return buf, r
 	}
-	var repeat bool
-	buf, repeat, r.err = rd.decode(pkt, buf)
-	if r.err == nil {
-		r.data, r.rows, r.cols, r.typ, r.repeat = buf, rd.rows, rd.cols, rd.typ, repeat
-	}
+	buf = append(buf[:0], pkt...)
+	r.pkt = buf
 	return buf, r
 }
