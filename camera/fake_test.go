@@ -18,13 +18,13 @@ import (
 type step int
 
 const (
-	stepFrame step = iota // a 64x48 frame whose first pixel is the read number
-	stepFalse             // Read returns false
-	stepEmpty             // Read returns true with an empty Mat
-	stepHang              // Read blocks until release is closed
-	stepTiny              // a 1x1 frame
-	stepFloat             // a frame of the wrong type
-	stepBadJPEG           // a raw JPEG packet whose header is sound but whose scan cannot be decoded
+	stepFrame   step = iota // a 64x48 frame whose first pixel is the read number
+	stepFalse               // Read returns false
+	stepEmpty               // Read returns true with an empty Mat
+	stepHang                // Read blocks until release is closed
+	stepTiny                // a 1x1 frame
+	stepFloat               // a frame of the wrong type
+	stepBadJPEG             // a raw JPEG packet whose header is sound but whose scan cannot be decoded
 )
 
 // fakeDevice is a camera that fails on cue. Each opened device takes the
