@@ -129,7 +129,6 @@ type Source struct {
 	opened    bool // a device has been opened at least once
 	rewinding bool // reopening a looping file: not a reconnect
 	lastGood  time.Time
-	nextDue   time.Time
 	// fileStart and fileN date a file or folder source's frames on the
 	// clip's own clock: frame fileN of a pass is at fileStart + fileN/fps;
 	// newPass is set when a pass (re)starts (fileTime).
@@ -214,30 +213,59 @@ func (s *Source) setState(st State) {
 func (s *Source) Unpaced() bool { return s.kind.file() && !s.cfg.Realtime }
 
 // fileTime is the capture time of a file or folder source's next frame on
-// the clip's own clock: frame n of a pass is dated n/fps after the pass's
-// first frame. A clip replayed as fast as possible therefore carries the
-// same frame times, and so gets the same presence, window and cooldown
-// decisions, as the same clip paced like a camera, however busy the
-// machine is. Each pass (a loop starts a new one) begins at the wall clock
-// or one interval after the last frame, whichever is later, so that a paced
+// the clip's own clock, skipped frames (see late) passed over: frame n of a
+// pass is dated n/fps after the pass's first frame. A clip replayed as fast
+// as possible therefore carries the same frame times, and so gets the same
+// presence, window and cooldown decisions, as the same clip paced like a
+// camera. Each pass (a loop starts a new one) begins at the wall clock or
+// one interval after the last frame, whichever is later, so that a paced
 // replay's frame times do not drift from the wall clock over many passes
 // and an unpaced one's never go back.
-func (s *Source) fileTime(now time.Time) time.Time {
-	at := func(n int64) time.Time {
-		return s.fileStart.Add(time.Duration(float64(n) * float64(time.Second) / s.cfg.FPS))
-	}
+func (s *Source) fileTime(now time.Time, skipped int) time.Time {
 	if s.newPass {
 		start := now
 		if !s.fileStart.IsZero() {
-			if next := at(s.fileN + 1); next.After(start) {
+			if next := s.clipAt(s.fileN + 1); next.After(start) {
 				start = next
 			}
 		}
 		s.fileStart, s.fileN, s.newPass = start, 0, false
 		return start
 	}
-	s.fileN++
-	return at(s.fileN)
+	s.fileN += 1 + int64(skipped)
+	return s.clipAt(s.fileN)
+}
+
+// clipAt is the time of frame n of the current pass on the clip's clock.
+func (s *Source) clipAt(n int64) time.Time {
+	return s.fileStart.Add(time.Duration(float64(n) * float64(time.Second) / s.cfg.FPS))
+}
+
+// due is when a paced file's next frame is due on the clip's clock, which
+// a paced replay keeps to the wall clock; zero when the source is not a
+// paced file or a pass is starting (its first frame is due at once).
+func (s *Source) due() time.Time {
+	if !s.cfg.Realtime || !s.kind.file() || s.newPass || s.fileStart.IsZero() {
+		return time.Time{}
+	}
+	return s.clipAt(s.fileN + 1)
+}
+
+// maxSkip bounds the frames a paced file skips at once (one second's).
+func (s *Source) maxSkip() int { return max(int(s.cfg.FPS), 1) }
+
+// late is how many frames of a paced file to pass over because the frame
+// loop is behind: a camera with one buffer hands a late reader its newest
+// frame, not the one that was due, and a paced clip stands in for a
+// camera. The clip's clock so stays with the wall clock, and latencies
+// measured on a replay are those a camera would give.
+func (s *Source) late(due time.Time) int {
+	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
+	behind := s.o.now().Sub(due)
+	if behind < interval {
+		return 0
+	}
+	return min(int(behind/interval), s.maxSkip())
 }
 
 // Read fills dst with the next live frame and returns its capture time.
@@ -290,17 +318,19 @@ func (s *Source) Read(ctx context.Context, dst *gocv.Mat) (time.Time, error) {
 				s.opened, s.rewinding = true, false
 			}
 		}
-		if s.cfg.Realtime && s.kind.file() && !s.pending {
-			if wait := s.nextDue.Sub(s.o.now()); wait > 0 {
+		skip := 0
+		if due := s.due(); !due.IsZero() && !s.pending {
+			if wait := due.Sub(s.o.now()); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return time.Time{}, ctx.Err()
 				case <-s.o.after(wait):
 				}
 			}
+			skip = s.late(due)
 		}
 		if !s.pending {
-			w.req <- struct{}{}
+			w.req <- skip
 			s.pending = true
 		}
 		select {
@@ -400,13 +430,6 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 	s.filled = matData(*dst)
 	s.lastGood = now
 	s.failures = 0
-	if s.cfg.Realtime && s.kind.file() {
-		interval := time.Duration(float64(time.Second) / s.cfg.FPS)
-		if s.nextDue.IsZero() || now.Sub(s.nextDue) > interval {
-			s.nextDue = now
-		}
-		s.nextDue = s.nextDue.Add(interval)
-	}
 	s.m.frames.Inc()
 	if repeat {
 		s.m.repeats.Inc()
@@ -417,7 +440,7 @@ func (s *Source) take(r result, dst *gocv.Mat) (time.Time, bool, error) {
 	}
 	s.setState(StateUp)
 	if s.kind.file() {
-		return s.fileTime(now), true, nil
+		return s.fileTime(now, r.dropped), true, nil
 	}
 	return r.ts, true, nil
 }

@@ -330,6 +330,64 @@ func TestRealtimePacesAtFPS(t *testing.T) {
 	}
 }
 
+// TestPacedFileSkipsWhatALateLoopMissed: a paced clip stands in for a
+// camera, which hands a late reader its newest frame. A loop that falls
+// 3.5 frame intervals behind gets the frame due now, dated on the clip's
+// clock, and the frames it missed count as dropped; then pacing resumes.
+func TestPacedFileSkipsWhatALateLoopMissed(t *testing.T) {
+	testmedia.CheckMats(t)
+	clip := writeClip(t, 6) // frames 0-2 an empty hall, 3-5 a person
+	vc, err := gocv.VideoCaptureFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []gocv.Mat
+	m := gocv.NewMat()
+	for vc.Read(&m) {
+		want = append(want, m.Clone())
+	}
+	m.Close()
+	vc.Close()
+	defer func() {
+		for _, w := range want {
+			w.Close()
+		}
+	}()
+	cfg := liveCfg()
+	cfg.Source = clip
+	cfg.Realtime = true
+	r := newRig(t, cfg, nil)
+	interval := time.Second / time.Duration(cfg.FPS)
+	start, err := r.read(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Add(interval * 7 / 2)
+	ts, err := r.read(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Sub(start) != 3*interval {
+		t.Errorf("the frame after the stall is dated %v after the first, want %v (frame 3)", ts.Sub(start), 3*interval)
+	}
+	if d := meanAbsDiff(t, r.mat, want[3]); d > 2 {
+		t.Errorf("the frame after the stall differs from the clip's frame 3 by %.1f grey levels", d)
+	}
+	if v := metricValue(t, r.reg, "kioskd_camera_stale_frames_dropped_total"); v != 2 {
+		t.Errorf("dropped frames %v, want 2", v)
+	}
+	ts, err = r.read(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Sub(start) != 4*interval || !r.clk.Now().Equal(ts) {
+		t.Errorf("the next frame is dated %v after the first and read at %v, want both %v", ts.Sub(start), r.clk.Now().Sub(start), 4*interval)
+	}
+	if d := meanAbsDiff(t, r.mat, want[4]); d > 2 {
+		t.Errorf("the next frame differs from the clip's frame 4 by %.1f grey levels", d)
+	}
+}
+
 // TestUnpacedFramesKeepTheClipsClock: read as fast as possible, a clip's
 // frames are still dated one frame interval apart, across a loop too, so
 // that capture's presence, window and cooldown see the clip's own timing.

@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kioskd_camera_read_errors_total", Help: "Reads that gave no usable frame (including skipped images).",
 		}),
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kioskd_camera_stale_frames_dropped_total", Help: "Frames discarded because they were older than max_frame_age.",
+			Name: "kioskd_camera_stale_frames_dropped_total", Help: "Frames discarded because they were older than max_frame_age, or passed over by a paced clip whose reader was late.",
 		}),
 		repeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kioskd_camera_decodes_skipped_total", Help: "JPEG frames not decoded because the scene had not changed (the last frame's pixels were delivered).",

@@ -13,7 +13,7 @@ import (
 // read request at a time with the frame's bytes (compressed, when kioskd
 // decodes the device's JPEG frames), so no Mat ever leaves it.
 type worker struct {
-	req    chan struct{}
+	req    chan int // frames to pass over first (a paced file behind)
 	res    chan result
 	opened chan openResult
 	quit   chan struct{}
@@ -39,7 +39,7 @@ type result struct {
 	ts         time.Time
 	eof        bool  // the device returned no frame
 	err        error // a frame that cannot be used
-	dropped    int   // stale frames grabbed and discarded before this one
+	dropped    int   // stale or late frames grabbed and discarded before this one
 }
 
 type openResult struct {
@@ -64,7 +64,7 @@ func (w *worker) stop() {
 
 func (s *Source) startWorker() *worker {
 	w := &worker{
-		req:    make(chan struct{}, 1),
+		req:    make(chan int, 1),
 		res:    make(chan result, 1),
 		opened: make(chan openResult, 1),
 		quit:   make(chan struct{}),
@@ -134,10 +134,11 @@ func (s *Source) runWorker(w *worker) {
 	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
 	maxDrain := max(int(s.cfg.FPS), 1)
 	for {
+		var skip int
 		select {
 		case <-w.quit:
 			return
-		case <-w.req:
+		case skip = <-w.req:
 		}
 		if raw && s.noRaw.Load() {
 			// The frame loop could not decode a frame of this device.
@@ -145,6 +146,10 @@ func (s *Source) runWorker(w *worker) {
 			raw = false
 		}
 		var r result
+		if skip > 0 {
+			s.call(w, func() { dev.Grab(skip) })
+			r.dropped = skip
+		}
 		if s.kind.live() && !lastRead.IsZero() && s.o.now().Sub(lastRead) > s.cfg.MaxFrameAge {
 			// The loop was slow: the driver holds frames from the past. A grab
 			// that returns at once came from its buffer; one that waits is live.

@@ -12,7 +12,7 @@ type Camera struct {
 	FPS           float64       `yaml:"fps"`
 	BufferSize    int           `yaml:"buffer_size"`
 	Loop          bool          `yaml:"loop"`     // file/folder: loop, or end the run at the end
-	Realtime      bool          `yaml:"realtime"` // file/folder: pace reads at fps
+	Realtime      bool          `yaml:"realtime"` // file/folder: pace reads at fps; a late loop skips to the frame due, as a camera does
 	MaxFrameAge   time.Duration `yaml:"max_frame_age"`
 	StallTimeout  time.Duration `yaml:"stall_timeout"` // no frame for this long: reopen
 	ReconnectMin  time.Duration `yaml:"reconnect_min"`
