@@ -391,6 +391,7 @@ type steadyResult struct {
 	cpu, rss, hwm, goroutines, fds float64
 	fps                            float64 // frames the camera delivered per second
 	msPerFrame                     float64 // CPU time per frame delivered
+	dropped                        float64 // frames the paced clip passed over because the loop was late
 }
 
 // steady runs kioskd on a looping clip, skips a warm-up and measures CPU
@@ -438,14 +439,15 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 		goroutines: m["go_goroutines"], fds: m["process_open_fds"]}
 	frames := m["kioskd_camera_frames_total"]
 	if wall := z.at.Sub(a.at).Seconds(); wall > 0 {
+		r.dropped = m["kioskd_camera_stale_frames_dropped_total"] - m0["kioskd_camera_stale_frames_dropped_total"]
 		n := frames - m0["kioskd_camera_frames_total"]
 		r.fps = n / wall
 		if n > 0 {
 			r.msPerFrame = float64(z.cpu-a.cpu) / float64(time.Millisecond) / n
 		}
 	}
-	b.logf("%s: cpu %.1f%%, rss %.0f MB (peak %.0f), %v goroutines, %v fds, %v frames, %d decisions",
-		name, r.cpu, r.rss, r.hwm, r.goroutines, r.fds, frames, len(k.decided()))
+	b.logf("%s: cpu %.1f%%, rss %.0f MB (peak %.0f), %v goroutines, %v fds, %v frames, %v dropped in the window, %d decisions",
+		name, r.cpu, r.rss, r.hwm, r.goroutines, r.fds, frames, r.dropped, len(k.decided()))
 	return r, nil
 }
 
