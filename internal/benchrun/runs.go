@@ -392,12 +392,16 @@ type steadyResult struct {
 	fps                            float64 // frames the camera delivered per second
 	msPerFrame                     float64 // CPU time per frame delivered
 	dropped                        float64 // frames the paced clip passed over because the loop was late
+	droppedBetween                 float64 // the same between the two marks given to steady
 }
 
 // steady runs kioskd on a looping clip, skips a warm-up and measures CPU
 // over a window. The clips last 30 s, so the window (6-26 s) lies within
 // one pass: reopening the file at the loop is not what a live camera does.
-func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, error) {
+//
+// marks, when given, are two moments of the window (since kioskd started):
+// droppedBetween counts the frames dropped between them.
+func (b *bench) steady(ctx context.Context, name, clip string, marks ...time.Duration) (steadyResult, error) {
 	var r steadyResult
 	dir, err := b.runDir("resources-" + name)
 	if err != nil {
@@ -413,6 +417,7 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 		return r, err
 	}
 	defer k.stop()
+	started := time.Now()
 	if !sleepCtx(ctx, 6*time.Second) {
 		return r, ctx.Err()
 	}
@@ -424,7 +429,18 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 	if err != nil {
 		return r, err
 	}
-	if !sleepCtx(ctx, 20*time.Second) {
+	var between []float64
+	for _, at := range marks {
+		if !sleepCtx(ctx, time.Until(started.Add(at))) {
+			return r, ctx.Err()
+		}
+		m, err := k.scrape()
+		if err != nil {
+			return r, err
+		}
+		between = append(between, m["kioskd_camera_stale_frames_dropped_total"])
+	}
+	if !sleepCtx(ctx, time.Until(started.Add(26*time.Second))) {
 		return r, ctx.Err()
 	}
 	z, err := sampleProc(k.pid)
@@ -440,6 +456,9 @@ func (b *bench) steady(ctx context.Context, name, clip string) (steadyResult, er
 	frames := m["kioskd_camera_frames_total"]
 	if wall := z.at.Sub(a.at).Seconds(); wall > 0 {
 		r.dropped = m["kioskd_camera_stale_frames_dropped_total"] - m0["kioskd_camera_stale_frames_dropped_total"]
+		if len(between) == 2 {
+			r.droppedBetween = between[1] - between[0]
+		}
 		n := frames - m0["kioskd_camera_frames_total"]
 		r.fps = n / wall
 		if n > 0 {

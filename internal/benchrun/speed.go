@@ -69,7 +69,9 @@ func (b *bench) movingAt(ctx context.Context, size image.Point) error {
 	}
 	name := fmt.Sprintf("%dx%d", size.X, size.Y)
 	area := "moving scene " + name + " @30fps (1 core)"
-	r, err := b.steady(ctx, "moving-"+name, clip)
+	// The person is in front of the camera from 10 s to 20 s of the clip,
+	// which plays from kioskd's start: 11-19 s leaves a second's margin.
+	r, err := b.steady(ctx, "moving-"+name, clip, 11*time.Second, 19*time.Second)
 	if err != nil {
 		return err
 	}
@@ -77,7 +79,8 @@ func (b *bench) movingAt(ctx context.Context, size image.Point) error {
 	b.add("speed."+name+".fps", area, "kioskd: frames examined per second (camera 30)", r.fps, "fps", ">= 29.5", "")
 	// The paced clip stands in for a camera with one buffer: a frame the
 	// loop was too late for is passed over and counted.
-	b.add("speed."+name+".dropped", area, "kioskd: frames lost because the loop was late (20 s, a person in front for 10 s)", r.dropped, "frames", "<= 0", "")
+	b.add("speed."+name+".dropped_person", area, "kioskd: frames lost because the loop was late, while the person is in front (8 s)", r.droppedBetween, "frames", "<= 0", "")
+	b.add("speed."+name+".dropped", area, "kioskd: frames lost because the loop was late, whole window (20 s)", r.dropped, "frames", "", "")
 	// On a machine shared with other work a starved process examines fewer
 	// frames and its share looks smaller than it is: the CPU time per frame
 	// does not depend on how many frames it got to.
