@@ -337,22 +337,7 @@ func TestRealtimePacesAtFPS(t *testing.T) {
 func TestPacedFileSkipsWhatALateLoopMissed(t *testing.T) {
 	testmedia.CheckMats(t)
 	clip := writeClip(t, 6) // frames 0-2 an empty hall, 3-5 a person
-	vc, err := gocv.VideoCaptureFile(clip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []gocv.Mat
-	m := gocv.NewMat()
-	for vc.Read(&m) {
-		want = append(want, m.Clone())
-	}
-	m.Close()
-	vc.Close()
-	defer func() {
-		for _, w := range want {
-			w.Close()
-		}
-	}()
+	want := clipFrames(t, clip)
 	cfg := liveCfg()
 	cfg.Source = clip
 	cfg.Realtime = true
@@ -587,22 +572,7 @@ func TestJPEGFramesSkipDecodingUnchangedScenes(t *testing.T) {
 	testmedia.CheckMats(t)
 	// Ten identical frames of an empty hall, then a person (swaying).
 	clip := writeClip(t, 20)
-	vc, err := gocv.VideoCaptureFile(clip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []gocv.Mat
-	m := gocv.NewMat()
-	for vc.Read(&m) {
-		want = append(want, m.Clone())
-	}
-	m.Close()
-	vc.Close()
-	defer func() {
-		for _, w := range want {
-			w.Close()
-		}
-	}()
+	want := clipFrames(t, clip)
 	if len(want) != 20 {
 		t.Fatalf("reference decode gave %d frames", len(want))
 	}
@@ -695,4 +665,28 @@ func TestUndecodableJPEGFramesFallBackToTheBackend(t *testing.T) {
 	if asked {
 		t.Errorf("the reopened camera was asked for raw frames again")
 	}
+}
+
+// clipFrames decodes every frame of clip with OpenCV's own reader, as the
+// reference a test compares the camera's frames with; they are closed when
+// the test ends.
+func clipFrames(t *testing.T, clip string) []gocv.Mat {
+	t.Helper()
+	vc, err := gocv.VideoCaptureFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vc.Close()
+	var frames []gocv.Mat
+	t.Cleanup(func() {
+		for _, f := range frames {
+			f.Close()
+		}
+	})
+	m := gocv.NewMat()
+	defer m.Close()
+	for vc.Read(&m) {
+		frames = append(frames, m.Clone())
+	}
+	return frames
 }
