@@ -251,8 +251,14 @@ func (s *Source) due() time.Time {
 	return s.clipAt(s.fileN + 1)
 }
 
-// maxSkip bounds the frames a paced file skips at once (one second's).
-func (s *Source) maxSkip() int { return max(int(s.cfg.FPS), 1) }
+// interval is the time between two frames at the configured rate.
+func (s *Source) interval() time.Duration {
+	return time.Duration(float64(time.Second) / s.cfg.FPS)
+}
+
+// maxPassOver bounds the frames passed over before one read (a second's):
+// the late frames of a paced file, the stale ones a live camera buffered.
+func (s *Source) maxPassOver() int { return max(int(s.cfg.FPS), 1) }
 
 // late is how many frames of a paced file to pass over because the frame
 // loop is behind: a camera with one buffer hands a late reader its newest
@@ -260,12 +266,11 @@ func (s *Source) maxSkip() int { return max(int(s.cfg.FPS), 1) }
 // camera. The clip's clock so stays with the wall clock, and latencies
 // measured on a replay are those a camera would give.
 func (s *Source) late(due time.Time) int {
-	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
 	behind := s.o.now().Sub(due)
-	if behind < interval {
+	if behind < s.interval() {
 		return 0
 	}
-	return min(int(behind/interval), s.maxSkip())
+	return min(int(behind/s.interval()), s.maxPassOver())
 }
 
 // Read fills dst with the next live frame and returns its capture time.

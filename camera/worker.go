@@ -131,8 +131,6 @@ func (s *Source) runWorker(w *worker) {
 	}
 	var buf []byte
 	var lastRead time.Time
-	interval := time.Duration(float64(time.Second) / s.cfg.FPS)
-	maxDrain := max(int(s.cfg.FPS), 1)
 	for {
 		var skip int
 		select {
@@ -141,7 +139,8 @@ func (s *Source) runWorker(w *worker) {
 		case skip = <-w.req:
 		}
 		if raw && s.noRaw.Load() {
-			// The frame loop could not decode a frame of this device.
+			// The device's raw frames were not JPEG, or the frame loop
+			// could not decode one: the backend decodes from now on.
 			s.disableRaw(dev)
 			raw = false
 		}
@@ -153,10 +152,10 @@ func (s *Source) runWorker(w *worker) {
 		if s.kind.live() && !lastRead.IsZero() && s.o.now().Sub(lastRead) > s.cfg.MaxFrameAge {
 			// The loop was slow: the driver holds frames from the past. A grab
 			// that returns at once came from its buffer; one that waits is live.
-			for r.dropped < maxDrain {
+			for r.dropped < s.maxPassOver() {
 				t0 := s.o.now()
 				s.call(w, func() { dev.Grab(1) })
-				if s.o.now().Sub(t0) >= interval/2 {
+				if s.o.now().Sub(t0) >= s.interval()/2 {
 					break
 				}
 				r.dropped++
@@ -170,11 +169,9 @@ func (s *Source) runWorker(w *worker) {
 		case !ok:
 			r.eof = true
 		case raw:
+			// A frame that is not JPEG sets noRaw: the next request
+			// switches this device back (above).
 			buf, r = s.rawFrame(mat, buf, r)
-			if s.noRaw.Load() {
-				s.disableRaw(dev)
-				raw = false
-			}
 		default:
 			buf, r.err = frameBytes(mat, buf)
 			if r.err == nil {
